@@ -1,0 +1,1 @@
+"""The client side: lock loaders, the CLI, fleet fan-out and reports."""

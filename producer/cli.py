@@ -1,0 +1,379 @@
+"""The `lockstep` command line.
+
+Module-level imports stay light on purpose: `lockstep check --local` runs before every
+deploy and must not pay for importing Celery, so the fleet parts are imported inside the
+commands that need them.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import NoReturn
+
+import click
+
+from producer.outputs import FORMATS, PairedOutputCommand, destinations, emit
+from producer.report.model import EXIT_INFRA, EXIT_USAGE, build_report, lock_info
+from worker import __version__
+from worker.models import Lock
+from worker.snapshot.interface import SnapshotError, SnapshotSource
+
+SOURCE_HELP = (
+    "How to read the environment: 'conda-meta' (default; reads conda-meta/*.json directly, "
+    "read-only and fast), or 'conda', 'mamba', 'micromamba' or a path to one of them, to run "
+    "`<tool> list --json`. Note that `conda list` itself can delete records (conda#14423)."
+)
+
+CHECK_HELP = """Verify environments against a lock.
+
+\b
+Locally, with no broker at all (the environment of this shell, or -n / -p):
+  lockstep check --local --lock conda-lock.yml
+  lockstep check --local -p /opt/conda/envs/prod --lock pixi.lock --environment prod
+
+Lock formats are detected from the content: conda-lock.yml, @EXPLICIT files,
+environment.yml (constraints only: extras are reported with --strict), pixi.lock v6/v7,
+and golden-host files (`conda list --json`, `conda list --export`, `conda env export`).
+
+\b
+Exit codes:
+  0  every targeted environment verified and matches the lock
+  1  drift found
+  2  usage error or bad input (a broken lock, a prefix that is not an environment)
+  3  no drift found, but some hosts could not be verified
+  4  infrastructure failure (broker unreachable)
+"""
+
+
+def fail(message: str, code: int = EXIT_USAGE) -> NoReturn:
+    """User mistakes end here: one clear line on stderr, a documented exit code, no traceback."""
+    click.echo(f"lockstep: error: {message}", err=True)
+    sys.exit(code)
+
+
+def make_source(source: str, timeout: float = 60.0) -> SnapshotSource:
+    if source == "conda-meta":
+        from worker.snapshot.conda_meta import CondaMetaSource
+
+        return CondaMetaSource()
+    from worker.snapshot.conda_cli import CondaCliSource
+
+    return CondaCliSource(source, timeout=timeout)
+
+
+def resolve_prefix(prefix: str | None, name: str | None) -> Path:
+    from worker import envs
+
+    if prefix and name:
+        fail("pass either -p/--prefix or -n/--name, not both")
+    try:
+        if prefix:
+            return Path(prefix).expanduser()
+        if name:
+            return envs.resolve_name(name)
+        return envs.current_prefix()
+    except SnapshotError as exc:
+        fail(str(exc))
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+@click.version_option(__version__, prog_name="lockstep")
+def main() -> None:
+    """Keep every host of a fleet in lockstep with its expected conda lock.
+
+    Start with `lockstep check --help`.
+    """
+
+
+@main.command(cls=PairedOutputCommand, help=CHECK_HELP)
+@click.option("--lock", "lock_path", required=True, type=click.Path(dir_okay=False),
+              help="The lock to verify against.")
+@click.option("--local", is_flag=True,
+              help="Verify an environment on this machine, without any broker.")
+@click.option("-p", "--prefix", help="Environment prefix to verify (with --local).")
+@click.option("-n", "--name", "env_name", help="Environment name to verify (with --local).")
+@click.option("--source", default="conda-meta", show_default=True, help=SOURCE_HELP)
+@click.option("--lock-format", type=click.Choice(["auto", "conda-lock", "explicit",
+              "environment-yml", "pixi", "golden"]), default="auto", show_default=True,
+              help="Force the lock format instead of detecting it.")
+@click.option("--platform", help="Which platform section of the lock to use "
+              "(default: the environment's own subdir, else this machine's).")
+@click.option("--environment", "lock_env", help="pixi.lock environment (default: 'default').")
+@click.option("--strict", is_flag=True,
+              help="With a spec file (environment.yml), also report packages it does not name.")
+@click.option("--ignore", multiple=True, metavar="NAME",
+              help="Skip this package entirely (repeatable), e.g. one you let float.")
+@click.option("--ignore-build", multiple=True, metavar="NAME",
+              help="Check this package's version but not its build or hash (repeatable).")
+@click.option("-f", "--format", "formats", multiple=True, type=click.Choice(FORMATS),
+              help="Report format (repeatable; default: table). Each --output after a "
+                   "--format writes that format to a file.")
+@click.option("-o", "--output", "outputs", multiple=True, type=click.Path(dir_okay=False),
+              help="File for the preceding --format (repeatable).")
+@click.option("--broker", envvar="LOCKSTEP_BROKER", metavar="URL",
+              help="Redis broker: redis://, rediss:// (certificates verified), "
+                   "redis+socket:///path or sentinel://h1:26379;sentinel://h2:26379 "
+                   "[env: LOCKSTEP_BROKER].")
+@click.option("--master-name", envvar="LOCKSTEP_SENTINEL_MASTER",
+              help="Sentinel master name (default: mymaster).")
+@click.option("--hosts", multiple=True, metavar="PATTERN",
+              help="Hosts to verify: names or globs against the registry, comma-separated "
+                   "or repeated (e.g. 'web-*').")
+@click.option("--host", "single_hosts", multiple=True, metavar="NAME",
+              help="One remote host (repeatable).")
+@click.option("--all", "all_hosts", is_flag=True, help="Every registered host.")
+@click.option("--group", "groups", multiple=True, metavar="G",
+              help="A group from the inventory file (repeatable).")
+@click.option("--inventory", type=click.Path(dir_okay=False, path_type=Path),
+              envvar="LOCKSTEP_INVENTORY", help="Inventory (TOML or YAML) with groups.")
+@click.option("--env", "fleet_env", metavar="NAME",
+              help="Which of each worker's allowed environments (default: its default).")
+@click.option("--timeout", type=float, default=None,
+              help="Fleet: seconds to collect verdicts before calling a host UNREACHABLE "
+                   "(default 30). Local: seconds to wait for a conda CLI source (default 60).")
+def check(lock_path: str, local: bool, prefix: str | None, env_name: str | None, source: str,
+          lock_format: str, platform: str | None, lock_env: str | None, strict: bool,
+          ignore: tuple[str, ...], ignore_build: tuple[str, ...], formats: tuple[str, ...],
+          outputs: tuple[str, ...], broker: str | None, master_name: str | None,
+          hosts: tuple[str, ...], single_hosts: tuple[str, ...], all_hosts: bool,
+          groups: tuple[str, ...], inventory: Path | None, fleet_env: str | None,
+          timeout: float | None) -> None:
+    ctx = click.get_current_context()
+    if not local:
+        if not broker:
+            fail("no broker configured: pass --broker URL (or set LOCKSTEP_BROKER), "
+                 "or --local to verify this machine")
+        _fleet(ctx, broker=broker, master_name=master_name, lock_path=Path(lock_path),
+               lock_format=lock_format, lock_env=lock_env, platform=platform,
+               hosts=hosts + single_hosts, all_hosts=all_hosts, groups=groups,
+               inventory=inventory, env=fleet_env, timeout=30.0 if timeout is None else timeout,
+               options={"strict": strict, "ignore": list(ignore),
+                        "ignore_build": list(ignore_build)})
+    if timeout is None:
+        timeout = 60.0
+    from worker.compare import CompareOptions
+    from worker.verify import verify_prefix
+
+    target = resolve_prefix(prefix, env_name)
+    snapshot_source = make_source(source, timeout)
+    lock = _load_lock(Path(lock_path), lock_format, platform or _prefix_platform(target), lock_env)
+    options = CompareOptions(
+        strict=strict, ignore=frozenset(ignore), ignore_build=frozenset(ignore_build)
+    )
+    host_report = verify_prefix(target, lock, snapshot_source, options, environment=env_name)
+    report = build_report(lock_info(lock), [host_report])
+    emit(report, destinations(ctx))
+    if host_report.error:
+        fail(host_report.error)
+    sys.exit(report.exit_code)
+
+
+def _fleet(ctx: click.Context, *, broker: str, master_name: str | None, lock_path: Path,
+           lock_format: str, lock_env: str | None, platform: str | None,
+           hosts: tuple[str, ...], all_hosts: bool, groups: tuple[str, ...],
+           inventory: Path | None, env: str | None, timeout: float,
+           options: dict[str, object]) -> NoReturn:
+    from producer.fleet import TargetError
+    from producer.fleet_cli import parse_broker, run_fleet_check
+    from producer.locks.interface import LockError
+    from worker.broker import BrokerError
+
+    url = parse_broker(broker, master_name)
+    try:
+        report = run_fleet_check(
+            broker=url, lock_path=lock_path, lock_format=None if lock_format == "auto" else lock_format,
+            lock_environment=lock_env, platform=platform, hosts=hosts, all_hosts=all_hosts,
+            groups=groups, inventory=inventory, env=env, timeout=timeout, options=options)
+    except BrokerError as exc:
+        fail(str(exc), EXIT_INFRA)
+    except (TargetError, LockError) as exc:
+        fail(str(exc))
+    emit(report, destinations(ctx))
+    sys.exit(report.exit_code)
+
+
+def _prefix_platform(prefix: Path) -> str | None:
+    """The subdir a prefix was built for, so a lock's matching section is picked by default."""
+    from worker.snapshot.conda_meta import CondaMetaSource
+
+    try:
+        return CondaMetaSource().snapshot(prefix).platform
+    except SnapshotError:
+        return None
+
+
+def _load_lock(path: Path, fmt: str, platform: str | None, environment: str | None) -> Lock:
+    from producer.locks.detect import load_lock
+    from producer.locks.interface import LockError
+
+    try:
+        return load_lock(path, fmt=None if fmt == "auto" else fmt, platform=platform,
+                         environment=environment)
+    except LockError as exc:
+        fail(str(exc))
+
+
+@main.command()
+@click.option("-p", "--prefix", help="Environment prefix (default: the active environment).")
+@click.option("-n", "--name", "env_name", help="Environment name.")
+@click.option("--source", default="conda-meta", show_default=True, help=SOURCE_HELP)
+@click.option("--format", "fmt", type=click.Choice(["conda-json", "json", "export"]),
+              default="conda-json", show_default=True,
+              help="conda-json: byte for byte what `conda list --json` prints (usable as a "
+                   "golden-host lock); json: lockstep's own snapshot with hashes and channels; "
+                   "export: `conda list --export` lines.")
+@click.option("-o", "--output", type=click.Path(dir_okay=False), help="Write to a file.")
+def snapshot(prefix: str | None, env_name: str | None, source: str, fmt: str,
+             output: str | None) -> None:
+    """Print what an environment holds, read-only.
+
+    `lockstep snapshot -p /opt/conda/envs/prod > golden.json` on a known-good host gives a
+    lock that `lockstep check --lock golden.json` verifies other hosts against.
+    """
+    from worker.snapshot import conda_json
+
+    target = resolve_prefix(prefix, env_name)
+    try:
+        snap = make_source(source).snapshot(target)
+    except SnapshotError as exc:
+        fail(str(exc))
+    for warning in snap.warnings:
+        click.echo(f"lockstep: warning: {warning}", err=True)
+    if fmt == "conda-json":
+        text = conda_json.render(snap)
+    elif fmt == "json":
+        text = snap.model_dump_json(indent=2) + "\n"
+    else:
+        lines = [f"# platform: {snap.platform or ''}"]
+        lines += [f"{e['name']}={e['version']}={e['build_string']}"
+                  for e in conda_json.conda_list_entries(snap)]
+        text = "\n".join(lines) + "\n"
+    if output:
+        Path(output).write_text(text, encoding="utf-8")
+    else:
+        click.echo(text, nl=False)
+
+
+@main.command()
+@click.option("--broker", envvar="LOCKSTEP_BROKER", required=True, metavar="URL",
+              help="Redis broker URL [env: LOCKSTEP_BROKER].")
+@click.option("--master-name", envvar="LOCKSTEP_SENTINEL_MASTER", help="Sentinel master name.")
+@click.option("--hostname", help="Name this host registers and is targeted under "
+              "(default: the machine's host name).")
+@click.option("-n", "--name", "names", multiple=True, metavar="NAME",
+              help="Allow verifying the conda environment NAME (repeatable).")
+@click.option("-p", "--prefix", "prefixes", multiple=True, metavar="[NAME=]PATH",
+              help="Allow verifying the environment at PATH, called NAME (default: the "
+                   "directory's name) (repeatable).")
+@click.option("--default-env", help="Environment verified when a check names none "
+              "(default: the first allowed).")
+@click.option("--config", "config_path", type=click.Path(dir_okay=False, path_type=Path),
+              help="TOML file: host, default_environment, source, [environments] name = path.")
+@click.option("--source", default=None, help=SOURCE_HELP)
+@click.option("--platform", help="Subdir to register (default: the default environment's).")
+@click.option("--refresh", type=float, default=None,
+              help="Seconds between registry refreshes (default 15).")
+@click.option("--loglevel", default="WARNING", show_default=True)
+def worker(broker: str, master_name: str | None, hostname: str | None, names: tuple[str, ...],
+           prefixes: tuple[str, ...], default_env: str | None, config_path: Path | None,
+           source: str | None, platform: str | None, refresh: float | None,
+           loglevel: str) -> None:
+    """Serve verification requests for this host from its own queue.
+
+    The worker only ever reads the environments allowed here; a request naming any other
+    environment gets an ERROR verdict. It never modifies an environment.
+
+    \b
+      lockstep worker --broker redis://queue:6379/0 -n prod
+      lockstep worker --broker ... -p prod=/opt/conda/envs/prod -p /opt/conda/envs/ml
+    """
+    from producer.fleet_cli import parse_broker
+    from worker import envs
+    from worker.app import run_worker
+    from worker.config import ConfigError, WorkerConfig, load_config
+
+    url = parse_broker(broker, master_name)
+    try:
+        config = load_config(config_path) if config_path else WorkerConfig()
+    except ConfigError as exc:
+        fail(str(exc))
+    environments = dict(config.environments)
+    for name in names:
+        try:
+            environments[name] = str(envs.resolve_name(name))
+        except SnapshotError as exc:
+            fail(str(exc))
+    for spec in prefixes:
+        name, sep, path = spec.partition("=")
+        if not sep:
+            name, path = Path(spec).name, spec
+        environments[name] = str(Path(path).expanduser().resolve())
+    if not environments:
+        fail("no environment to serve: pass -n NAME, -p [NAME=]PATH or --config FILE")
+    updates: dict[str, object] = {"environments": environments}
+    if hostname:
+        updates["host"] = hostname
+    if default_env:
+        if default_env not in environments:
+            fail(f"--default-env {default_env!r} is not one of: {', '.join(environments)}")
+        updates["default_environment"] = default_env
+    if source:
+        updates["source"] = source
+    if refresh:
+        updates["refresh_seconds"] = refresh
+    config = config.model_copy(update=updates)
+    for problem in config.check():
+        click.echo(f"lockstep: warning: {problem}", err=True)
+    _, default_prefix = config.prefix_for(None)
+    subdir = platform or _prefix_platform(default_prefix) or _host_platform()
+    click.echo(f"lockstep worker {config.host} ({subdir}) serving "
+               f"{', '.join(environments)} via {url.masked()}", err=True)
+    run_worker(url, config, subdir, loglevel=loglevel.upper())
+
+
+def _host_platform() -> str:
+    import rattler
+
+    return str(rattler.Platform.current())
+
+
+@main.command()
+@click.option("--broker", envvar="LOCKSTEP_BROKER", required=True, metavar="URL",
+              help="Redis broker URL [env: LOCKSTEP_BROKER].")
+@click.option("--master-name", envvar="LOCKSTEP_SENTINEL_MASTER", help="Sentinel master name.")
+@click.option("--format", "fmt", type=click.Choice(["table", "json"]), default="table",
+              show_default=True)
+def hosts(broker: str, master_name: str | None, fmt: str) -> None:
+    """List registered workers: platform, environments, version, last seen."""
+    from producer.fleet_cli import hosts_table, parse_broker
+    from worker.broker import BrokerError
+
+    try:
+        click.echo(hosts_table(parse_broker(broker, master_name), fmt), nl=False)
+    except BrokerError as exc:
+        fail(str(exc), EXIT_INFRA)
+
+
+@main.command()
+@click.option("--examples", "examples_dir", type=click.Path(file_okay=False, path_type=Path),
+              help="Folder with envs/ and conda-lock.yml (default: the checkout's examples/).")
+@click.option("--timeout", type=float, default=5.0, show_default=True,
+              help="Seconds to wait for verdicts; the host without a worker waits this long.")
+def demo(examples_dir: Path | None, timeout: float) -> None:
+    """Run a whole fleet audit on this machine, with nothing installed but lockstep.
+
+    Starts a private Redis server, three `lockstep worker` processes serving the example
+    environments (one of them drifted), audits them plus one host that has no worker,
+    prints the report, and removes every process and file it made — also on Ctrl-C.
+    """
+    from producer.demo import DemoError, run_demo
+
+    try:
+        sys.exit(run_demo(examples_dir, timeout))
+    except DemoError as exc:
+        fail(str(exc), EXIT_INFRA)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()

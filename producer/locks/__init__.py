@@ -1,0 +1,1 @@
+"""Lock loaders, one module per format."""

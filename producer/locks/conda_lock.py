@@ -1,0 +1,421 @@
+"""conda-lock's unified `conda-lock.yml` (version 1).
+
+Real conda-lock files for big environments run to tens of thousands of lines, and even
+libyaml's composer needs seconds for that on a small host. conda-lock always writes the
+`package:` list in one plain block layout, so that list is read by a line scanner; anything
+the scanner is not sure about (anchors, flow style, multi-line scalars, odd indentation) sends
+the whole file through the YAML composer instead, which is the authority on syntax errors.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from yaml.nodes import Node, ScalarNode
+
+from producer.locks import yaml_nodes
+from producer.locks.interface import LockError
+from producer.locks.naming import hex_digest, pypi_name
+from worker.channels import canonical_channel, split_archive_name, split_package_url
+from worker.models import Lock, LockedPackage, LockKind
+
+FORMAT = "conda-lock"
+
+_PACKAGE_KEY = re.compile(r"^package:[ \t]*(?:#.*)?$", re.MULTILINE)
+_VERSION_KEY = re.compile(r"^version:[ \t]*['\"]?1['\"]?[ \t]*(?:#.*)?$", re.MULTILINE)
+_METADATA_KEY = re.compile(r"^metadata:", re.MULTILINE)
+_NULLS = frozenset({"~", "null", "Null", "NULL"})
+
+
+@dataclass(slots=True)
+class _Field:
+    value: str | None
+    line: int
+    is_scalar: bool = True
+
+
+@dataclass(slots=True)
+class _Entry:
+    line: int
+    fields: dict[str, _Field] = field(default_factory=dict)
+    hashes: dict[str, _Field] = field(default_factory=dict)
+
+
+class _Unsupported(Exception):
+    """The fast scanner met YAML it does not handle; the composer must read the file."""
+
+
+class CondaLockLoader:
+    format = FORMAT
+
+    def sniff(self, path: Path, text: str) -> bool:
+        if _PACKAGE_KEY.search(text) is None:
+            return False
+        return _VERSION_KEY.search(text) is not None or _METADATA_KEY.search(text) is not None
+
+    def load(self, path: Path, text: str, *, platform: str, environment: str | None) -> Lock:
+        fast = _load_fast(path, text)
+        if fast is not None:
+            root, entries = fast
+        else:
+            root = _root(path, text)
+            entries = _entries_from_nodes(path, root)
+        return _build(path, root, entries, platform)
+
+
+def _load_fast(path: Path, text: str) -> tuple[dict[str, Node], list[_Entry]] | None:
+    """Scan the package list; compose the rest of the file with a `package: ~` placeholder.
+
+    The placeholder must come back as the root's null `package` value on its own line: if it
+    does not, something before it (an unclosed quote or bracket) swallowed the list, and only
+    the composer can say what the file means.
+    """
+    lines = text.splitlines()
+    fast = _scan_fast(lines)
+    if fast is None:
+        return None
+    entries, start, end = fast
+    rest = "\n".join([*lines[:start], "package: ~", *[""] * (end - start - 1), *lines[end:]])
+    try:
+        root = _root(path, rest)
+    except LockError:
+        return None
+    placeholder = root.get("package")
+    if placeholder is None or not yaml_nodes.is_null(placeholder):
+        return None
+    if yaml_nodes.line_of(placeholder) != start + 1:
+        return None
+    return root, entries
+
+
+def _root(path: Path, text: str) -> dict[str, Node]:
+    node = yaml_nodes.compose(path, text)
+    if node is None:
+        raise LockError(path, None, "file is empty")
+    root = yaml_nodes.mapping(path, node, "a conda-lock file")
+    version = root.get("version")
+    if version is None:
+        raise LockError(path, 1, "not a conda-lock file: no 'version' key")
+    value = yaml_nodes.scalar(path, version, "'version'")
+    if value != "1":
+        raise LockError(
+            path,
+            yaml_nodes.line_of(version),
+            f"unsupported conda-lock version {value!r}: only version 1 (unified) is read",
+        )
+    return root
+
+
+# --- the fast path ---------------------------------------------------------------------------
+
+
+def _scan_fast(lines: list[str]) -> tuple[list[_Entry], int, int] | None:
+    """Entries of the `package:` block and its line range, or None to use the composer."""
+    starts = [i for i, line in enumerate(lines) if _PACKAGE_KEY.match(line)]
+    if len(starts) != 1:
+        return None
+    try:
+        entries, end = _scan_section(lines, starts[0])
+    except _Unsupported:
+        return None
+    return entries, starts[0], end
+
+
+# Most lines are `[- ]key: value`; they are split by one cheap regex and plain string checks,
+# and everything else goes through the careful `_plain_scalar`.
+_SIMPLE_LINE = re.compile(r"( *)(- )?([A-Za-z0-9_][A-Za-z0-9_.-]*):(?: +(.*))?$")
+_PLAIN_START = frozenset("&*!|>%@`{}[],#?:-'\"")
+
+_OPEN = 0  # `key:` with nothing after it: a nested block (or null) follows
+_SCALAR = 1  # `key: value`
+_EMPTY = 2  # `key: {}` / `key: []`
+_LIST_ITEM = 3  # `- value` without a key (inside a nested block)
+
+_Line = tuple[int, bool, str, int, str | None]
+
+
+def _value(rest: str) -> tuple[int, str | None]:
+    if not rest:
+        return _OPEN, None
+    first = rest[0]
+    if first == "'" and rest[-1] == "'" and rest.count("'") == 2:
+        return _SCALAR, rest[1:-1]
+    if (
+        first not in _PLAIN_START
+        and " #" not in rest
+        and ": " not in rest
+        and "\t" not in rest
+        and rest[-1] not in ": "
+    ):
+        return _SCALAR, None if rest in _NULLS else rest
+    rest = rest.strip()
+    if rest in ("{}", "[]"):
+        return _EMPTY, None
+    if not rest or rest[0] == "#":
+        return _OPEN, None
+    return _SCALAR, _plain_scalar(rest)
+
+
+def _parse_line(raw: str) -> _Line | None:
+    """(indent, is_item, key, kind, value) of one line; None for blank and comment lines."""
+    match = _SIMPLE_LINE.match(raw)
+    if match is not None:
+        indent, item, key, rest = match.groups()
+        kind, value = _value(rest or "")
+        return len(indent), item is not None, key, kind, value
+    body = raw.lstrip(" ")
+    if body[:1] == "#":
+        return None
+    if "\t" in body:
+        raise _Unsupported
+    if not body.strip():
+        return None
+    indent = len(raw) - len(body)
+    body = body.rstrip()
+    if not body.startswith("- ") or body[2:3] in (" ", "\t"):
+        raise _Unsupported
+    return indent, True, "", _LIST_ITEM, _plain_scalar(body[2:])
+
+
+def _scan_section(lines: list[str], start: int) -> tuple[list[_Entry], int]:
+    entries: list[_Entry] = []
+    item_indent = -1
+    key_indent = -1
+    current = _Entry(0)
+    open_key: str | None = None  # the key whose nested block the next deeper lines belong to
+    nested_indent = -1
+    index = start
+    total = len(lines)
+    while True:
+        index += 1
+        if index >= total:
+            break
+        parsed = _parse_line(lines[index])
+        if parsed is None:
+            continue
+        indent, is_item, key, kind, value = parsed
+        if item_indent < 0:
+            if not is_item or kind == _LIST_ITEM:
+                raise _Unsupported
+            item_indent, key_indent = indent, indent + 2
+        if indent == key_indent and not is_item:
+            pass
+        elif indent == item_indent and is_item:
+            if kind == _LIST_ITEM:
+                raise _Unsupported
+            current = _Entry(index + 1)
+            entries.append(current)
+        elif indent > key_indent and open_key is not None:
+            current.fields[open_key].is_scalar = False
+            if nested_indent < 0:
+                nested_indent = indent
+            if open_key == "hash":
+                if indent != nested_indent or is_item or kind != _SCALAR:
+                    raise _Unsupported
+                current.hashes[key] = _Field(value, index + 1)
+            continue
+        elif indent == 0 and not is_item and kind != _LIST_ITEM:
+            break
+        else:
+            raise _Unsupported
+        if kind == _LIST_ITEM:
+            raise _Unsupported
+        current.fields[key] = _Field(value, index + 1, kind != _EMPTY)
+        open_key = key if kind == _OPEN else None
+        nested_indent = -1
+    if not entries:
+        raise _Unsupported
+    return entries, index
+
+
+def _plain_scalar(raw: str) -> str | None:
+    """A one-line YAML scalar as written (quotes removed); None for null."""
+    raw = raw.strip()
+    if not raw or raw[0] == "#":
+        return None
+    first = raw[0]
+    if first == "'":
+        quote = raw.find("'", 1)
+        while quote >= 0 and raw.startswith("''", quote):
+            quote = raw.find("'", quote + 2)
+        if quote < 0:
+            raise _Unsupported
+        _only_comment_after(raw[quote + 1 :])
+        return raw[1:quote].replace("''", "'")
+    if first == '"':
+        quote = raw.find('"', 1)
+        if quote < 0 or "\\" in raw[:quote]:
+            raise _Unsupported
+        _only_comment_after(raw[quote + 1 :])
+        return raw[1:quote]
+    if first in "&*!|>%@`{}[],":
+        raise _Unsupported
+    if raw in ("-", "?", ":") or raw.startswith(("- ", "? ", ": ")):
+        raise _Unsupported
+    cut = raw.find(" #")
+    if cut >= 0:
+        raw = raw[:cut].rstrip()
+    if ": " in raw or raw.endswith(":") or "\t" in raw:
+        raise _Unsupported
+    return None if raw in _NULLS else raw
+
+
+def _only_comment_after(rest: str) -> None:
+    if rest and not (rest[0] in " \t" and rest.strip()[:1] in ("", "#")):
+        raise _Unsupported
+
+
+# --- the composer path -----------------------------------------------------------------------
+
+
+def _entries_from_nodes(path: Path, root: dict[str, Node]) -> list[_Entry]:
+    node = root.get("package")
+    if node is None:
+        raise LockError(path, 1, "not a conda-lock file: no 'package' list")
+    if yaml_nodes.is_null(node):
+        return []
+    entries: list[_Entry] = []
+    for item in yaml_nodes.sequence(path, node, "'package'"):
+        entry = _Entry(yaml_nodes.line_of(item))
+        lines = yaml_nodes.key_lines(item)
+        for key, value in yaml_nodes.mapping(path, item, "a package entry").items():
+            entry.fields[key] = _node_field(value, lines[key])
+            if key == "hash" and not yaml_nodes.is_null(value):
+                hash_lines = yaml_nodes.key_lines(value)
+                for hkey, hvalue in yaml_nodes.mapping(path, value, "'hash'").items():
+                    entry.hashes[hkey] = _node_field(hvalue, hash_lines[hkey])
+        entries.append(entry)
+    return entries
+
+
+def _node_field(node: Node, line: int) -> _Field:
+    """A value with the line of its key, as the line scanner records it."""
+    if isinstance(node, ScalarNode):
+        value = None if yaml_nodes.is_null(node) else str(node.value)
+        return _Field(value, line)
+    return _Field(None, line, is_scalar=False)
+
+
+# --- shared: entries to a Lock ---------------------------------------------------------------
+
+
+def _required(path: Path, entry: _Entry, key: str) -> str:
+    item = entry.fields.get(key)
+    if item is None:
+        raise LockError(path, entry.line, f"package entry has no {key!r}")
+    if not item.is_scalar:
+        raise LockError(path, item.line, f"{key!r} must be a single value")
+    if item.value is None or not item.value.strip():
+        raise LockError(path, item.line, f"package entry has an empty {key!r}")
+    return item.value.strip()
+
+
+def _digest(path: Path, entry: _Entry, key: str, length: int) -> str | None:
+    item = entry.hashes.get(key)
+    if item is None or item.value is None:
+        return None
+    digest = hex_digest(item.value, length)
+    if digest is None:
+        raise LockError(path, item.line, f"{key} must be {length} hex digits, got {item.value!r}")
+    return digest
+
+
+def _build(path: Path, root: dict[str, Node], entries: list[_Entry], platform: str) -> Lock:
+    packages: list[LockedPackage] = []
+    seen: dict[tuple[str, str, str], tuple[str, int]] = {}
+    notes: list[str] = []
+    platforms: set[str] = set(_metadata_list(path, root, "platforms"))
+    for entry in entries:
+        hash_field = entry.fields.get("hash")
+        if hash_field is not None and hash_field.is_scalar and hash_field.value is not None:
+            raise LockError(path, hash_field.line, "'hash' must be a mapping")
+        name = _required(path, entry, "name")
+        version = _required(path, entry, "version")
+        manager = _required(path, entry, "manager")
+        entry_platform = _required(path, entry, "platform")
+        url = _required(path, entry, "url")
+        md5 = _digest(path, entry, "md5", 32)
+        sha256 = _digest(path, entry, "sha256", 64)
+        if manager not in ("conda", "pip"):
+            line = entry.fields["manager"].line
+            raise LockError(path, line, f"unknown manager {manager!r} (expected conda or pip)")
+        platforms.add(entry_platform)
+        key = (manager, name, entry_platform)
+        if key in seen:
+            first_url, first_line = seen[key]
+            if first_url != url and entry_platform == platform:
+                notes.append(
+                    f"{path}:{entry.line}: {name} is locked again with a different url; "
+                    f"keeping the entry at line {first_line}"
+                )
+            continue
+        seen[key] = (url, entry.line)
+        if manager == "pip":
+            if entry_platform == platform:
+                packages.append(
+                    LockedPackage(
+                        name=pypi_name(name),
+                        manager="pypi",
+                        version=version,
+                        sha256=sha256,
+                        url=url,
+                        line=entry.line,
+                    )
+                )
+            continue
+        channel, subdir, filename = split_package_url(url)
+        parts = split_archive_name(filename)
+        if parts is None or not filename.endswith((".conda", ".tar.bz2")):
+            line = entry.fields["url"].line
+            raise LockError(path, line, f"cannot derive the build from url file name {filename!r}")
+        if entry_platform == platform:
+            packages.append(
+                LockedPackage(
+                    name=name,
+                    version=version,
+                    build=parts[2],
+                    channel=channel,
+                    subdir=subdir,
+                    md5=md5,
+                    sha256=sha256,
+                    url=url,
+                    line=entry.line,
+                )
+            )
+    if not packages:
+        have = ", ".join(sorted(platforms)) or "none"
+        raise LockError(path, None, f"no packages for platform {platform}; the lock has: {have}")
+    channels = [canonical_channel(c) for c in _metadata_list(path, root, "channels")]
+    return Lock(
+        source=str(path),
+        format=FORMAT,
+        kind=LockKind.FULL,
+        platform=platform,
+        channels=[c for c in channels if c],
+        packages=packages,
+        notes=notes,
+    )
+
+
+def _metadata_list(path: Path, root: dict[str, Node], key: str) -> list[str]:
+    """`metadata.platforms` / `metadata.channels` (channels are `{url: ...}` or plain text)."""
+    metadata = root.get("metadata")
+    if metadata is None or yaml_nodes.is_null(metadata):
+        return []
+    node = yaml_nodes.mapping(path, metadata, "'metadata'").get(key)
+    if node is None or yaml_nodes.is_null(node):
+        return []
+    values: list[str] = []
+    for item in yaml_nodes.sequence(path, node, f"'metadata.{key}'"):
+        if isinstance(item, ScalarNode):
+            value = yaml_nodes.scalar(path, item, f"a {key} entry")
+        else:
+            url = yaml_nodes.mapping(path, item, f"a {key} entry").get("url")
+            if url is None:
+                raise LockError(path, yaml_nodes.line_of(item), f"a {key} entry has no 'url'")
+            value = yaml_nodes.scalar(path, url, "'url'")
+        if value:
+            values.append(value.strip())
+    return values

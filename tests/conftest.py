@@ -1,0 +1,51 @@
+"""Shared pytest fixtures."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+import pytest
+
+from tests.support.condafactory import (
+    CLEAN_SPECS,
+    Channel,
+    PrefixFactory,
+    build_channel,
+    install_prefix,
+    standard_specs,
+)
+
+# --------------------------------------------------------------- conda channels and prefixes
+# Channels are built once per session (~0.2 s each); prefixes are installed per test with
+# rattler (~0.07 s for the clean env), so every test gets a real, private prefix.
+
+
+@pytest.fixture(scope="session")
+def conda_channel(tmp_path_factory: pytest.TempPathFactory) -> Channel:
+    """A `file://` channel holding `standard_specs()`; its conda display name is `local`."""
+    return build_channel(standard_specs(), tmp_path_factory.mktemp("channels") / "local")
+
+
+@pytest.fixture(scope="session")
+def other_channel(tmp_path_factory: pytest.TempPathFactory) -> Channel:
+    """The same packages, byte for byte, at another location (display name `mirror`)."""
+    return build_channel(standard_specs(), tmp_path_factory.mktemp("channels") / "mirror")
+
+
+@pytest.fixture
+def make_prefix(tmp_path: Path, conda_channel: Channel) -> PrefixFactory:
+    """Install specs (default: `CLEAN_SPECS`) into `tmp_path/<name>` and return the prefix."""
+
+    def make(
+        specs: Sequence[str] | None = None,
+        name: str = "env",
+        channel: Channel | None = None,
+    ) -> Path:
+        prefix = tmp_path / name
+        if prefix.exists():
+            raise ValueError(f"prefix {name!r} already made in this test")
+        install_prefix(channel or conda_channel, CLEAN_SPECS if specs is None else specs, prefix)
+        return prefix
+
+    return make

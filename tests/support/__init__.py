@@ -1,0 +1,1 @@
+"""Test helpers that build real parts: conda channels and prefixes, Redis servers."""

@@ -1,0 +1,1 @@
+"""Snapshot sources: ways to read what a conda prefix holds."""
