@@ -87,69 +87,163 @@ def main() -> None:
 
 
 @main.command(cls=PairedOutputCommand, help=CHECK_HELP)
-@click.option("--lock", "lock_path", required=True, type=click.Path(dir_okay=False),
-              help="The lock to verify against.")
-@click.option("--local", is_flag=True,
-              help="Verify an environment on this machine, without any broker.")
+@click.option(
+    "--lock",
+    "lock_path",
+    required=True,
+    type=click.Path(dir_okay=False),
+    help="The lock to verify against.",
+)
+@click.option(
+    "--local", is_flag=True, help="Verify an environment on this machine, without any broker."
+)
 @click.option("-p", "--prefix", help="Environment prefix to verify (with --local).")
 @click.option("-n", "--name", "env_name", help="Environment name to verify (with --local).")
 @click.option("--source", default="conda-meta", show_default=True, help=SOURCE_HELP)
-@click.option("--lock-format", type=click.Choice(["auto", "conda-lock", "explicit",
-              "environment-yml", "pixi", "golden"]), default="auto", show_default=True,
-              help="Force the lock format instead of detecting it.")
-@click.option("--platform", help="Which platform section of the lock to use "
-              "(default: the environment's own subdir, else this machine's).")
+@click.option(
+    "--lock-format",
+    type=click.Choice(["auto", "conda-lock", "explicit", "environment-yml", "pixi", "golden"]),
+    default="auto",
+    show_default=True,
+    help="Force the lock format instead of detecting it.",
+)
+@click.option(
+    "--platform",
+    help="Which platform section of the lock to use "
+    "(default: the environment's own subdir, else this machine's).",
+)
 @click.option("--environment", "lock_env", help="pixi.lock environment (default: 'default').")
-@click.option("--strict", is_flag=True,
-              help="With a spec file (environment.yml), also report packages it does not name.")
-@click.option("--ignore", multiple=True, metavar="NAME",
-              help="Skip this package entirely (repeatable), e.g. one you let float.")
-@click.option("--ignore-build", multiple=True, metavar="NAME",
-              help="Check this package's version but not its build or hash (repeatable).")
-@click.option("-f", "--format", "formats", multiple=True, type=click.Choice(FORMATS),
-              help="Report format (repeatable; default: table). Each --output after a "
-                   "--format writes that format to a file.")
-@click.option("-o", "--output", "outputs", multiple=True, type=click.Path(dir_okay=False),
-              help="File for the preceding --format (repeatable).")
-@click.option("--broker", envvar="LOCKSTEP_BROKER", metavar="URL",
-              help="Redis broker: redis://, rediss:// (certificates verified), "
-                   "redis+socket:///path or sentinel://h1:26379;sentinel://h2:26379 "
-                   "[env: LOCKSTEP_BROKER].")
-@click.option("--master-name", envvar="LOCKSTEP_SENTINEL_MASTER",
-              help="Sentinel master name (default: mymaster).")
-@click.option("--hosts", multiple=True, metavar="PATTERN",
-              help="Hosts to verify: names or globs against the registry, comma-separated "
-                   "or repeated (e.g. 'web-*').")
-@click.option("--host", "single_hosts", multiple=True, metavar="NAME",
-              help="One remote host (repeatable).")
+@click.option(
+    "--strict",
+    is_flag=True,
+    help="With a spec file (environment.yml), also report packages it does not name.",
+)
+@click.option(
+    "--ignore",
+    multiple=True,
+    metavar="NAME",
+    help="Skip this package entirely (repeatable), e.g. one you let float.",
+)
+@click.option(
+    "--ignore-build",
+    multiple=True,
+    metavar="NAME",
+    help="Check this package's version but not its build or hash (repeatable).",
+)
+@click.option(
+    "-f",
+    "--format",
+    "formats",
+    multiple=True,
+    type=click.Choice(FORMATS),
+    help="Report format (repeatable; default: table). Each --output after a "
+    "--format writes that format to a file.",
+)
+@click.option(
+    "-o",
+    "--output",
+    "outputs",
+    multiple=True,
+    type=click.Path(dir_okay=False),
+    help="File for the preceding --format (repeatable).",
+)
+@click.option(
+    "--broker",
+    envvar="LOCKSTEP_BROKER",
+    metavar="URL",
+    help="Redis broker: redis://, rediss:// (certificates verified), "
+    "redis+socket:///path or sentinel://h1:26379;sentinel://h2:26379 "
+    "[env: LOCKSTEP_BROKER].",
+)
+@click.option(
+    "--master-name",
+    envvar="LOCKSTEP_SENTINEL_MASTER",
+    help="Sentinel master name (default: mymaster).",
+)
+@click.option(
+    "--hosts",
+    multiple=True,
+    metavar="PATTERN",
+    help="Hosts to verify: names or globs against the registry, comma-separated "
+    "or repeated (e.g. 'web-*').",
+)
+@click.option(
+    "--host", "single_hosts", multiple=True, metavar="NAME", help="One remote host (repeatable)."
+)
 @click.option("--all", "all_hosts", is_flag=True, help="Every registered host.")
-@click.option("--group", "groups", multiple=True, metavar="G",
-              help="A group from the inventory file (repeatable).")
-@click.option("--inventory", type=click.Path(dir_okay=False, path_type=Path),
-              envvar="LOCKSTEP_INVENTORY", help="Inventory (TOML or YAML) with groups.")
-@click.option("--env", "fleet_env", metavar="NAME",
-              help="Which of each worker's allowed environments (default: its default).")
-@click.option("--timeout", type=float, default=None,
-              help="Fleet: seconds to collect verdicts before calling a host UNREACHABLE "
-                   "(default 30). Local: seconds to wait for a conda CLI source (default 60).")
-def check(lock_path: str, local: bool, prefix: str | None, env_name: str | None, source: str,
-          lock_format: str, platform: str | None, lock_env: str | None, strict: bool,
-          ignore: tuple[str, ...], ignore_build: tuple[str, ...], formats: tuple[str, ...],
-          outputs: tuple[str, ...], broker: str | None, master_name: str | None,
-          hosts: tuple[str, ...], single_hosts: tuple[str, ...], all_hosts: bool,
-          groups: tuple[str, ...], inventory: Path | None, fleet_env: str | None,
-          timeout: float | None) -> None:
+@click.option(
+    "--group",
+    "groups",
+    multiple=True,
+    metavar="G",
+    help="A group from the inventory file (repeatable).",
+)
+@click.option(
+    "--inventory",
+    type=click.Path(dir_okay=False, path_type=Path),
+    envvar="LOCKSTEP_INVENTORY",
+    help="Inventory (TOML or YAML) with groups.",
+)
+@click.option(
+    "--env",
+    "fleet_env",
+    metavar="NAME",
+    help="Which of each worker's allowed environments (default: its default).",
+)
+@click.option(
+    "--timeout",
+    type=float,
+    default=None,
+    help="Fleet: seconds to collect verdicts before calling a host UNREACHABLE "
+    "(default 30). Local: seconds to wait for a conda CLI source (default 60).",
+)
+def check(
+    lock_path: str,
+    local: bool,
+    prefix: str | None,
+    env_name: str | None,
+    source: str,
+    lock_format: str,
+    platform: str | None,
+    lock_env: str | None,
+    strict: bool,
+    ignore: tuple[str, ...],
+    ignore_build: tuple[str, ...],
+    formats: tuple[str, ...],
+    outputs: tuple[str, ...],
+    broker: str | None,
+    master_name: str | None,
+    hosts: tuple[str, ...],
+    single_hosts: tuple[str, ...],
+    all_hosts: bool,
+    groups: tuple[str, ...],
+    inventory: Path | None,
+    fleet_env: str | None,
+    timeout: float | None,
+) -> None:
     ctx = click.get_current_context()
     if not local:
         if not broker:
-            fail("no broker configured: pass --broker URL (or set LOCKSTEP_BROKER), "
-                 "or --local to verify this machine")
-        _fleet(ctx, broker=broker, master_name=master_name, lock_path=Path(lock_path),
-               lock_format=lock_format, lock_env=lock_env, platform=platform,
-               hosts=hosts + single_hosts, all_hosts=all_hosts, groups=groups,
-               inventory=inventory, env=fleet_env, timeout=30.0 if timeout is None else timeout,
-               options={"strict": strict, "ignore": list(ignore),
-                        "ignore_build": list(ignore_build)})
+            fail(
+                "no broker configured: pass --broker URL (or set LOCKSTEP_BROKER), "
+                "or --local to verify this machine"
+            )
+        _fleet(
+            ctx,
+            broker=broker,
+            master_name=master_name,
+            lock_path=Path(lock_path),
+            lock_format=lock_format,
+            lock_env=lock_env,
+            platform=platform,
+            hosts=hosts + single_hosts,
+            all_hosts=all_hosts,
+            groups=groups,
+            inventory=inventory,
+            env=fleet_env,
+            timeout=30.0 if timeout is None else timeout,
+            options={"strict": strict, "ignore": list(ignore), "ignore_build": list(ignore_build)},
+        )
     if timeout is None:
         timeout = 60.0
     from worker.compare import CompareOptions
@@ -169,11 +263,23 @@ def check(lock_path: str, local: bool, prefix: str | None, env_name: str | None,
     sys.exit(report.exit_code)
 
 
-def _fleet(ctx: click.Context, *, broker: str, master_name: str | None, lock_path: Path,
-           lock_format: str, lock_env: str | None, platform: str | None,
-           hosts: tuple[str, ...], all_hosts: bool, groups: tuple[str, ...],
-           inventory: Path | None, env: str | None, timeout: float,
-           options: dict[str, object]) -> NoReturn:
+def _fleet(
+    ctx: click.Context,
+    *,
+    broker: str,
+    master_name: str | None,
+    lock_path: Path,
+    lock_format: str,
+    lock_env: str | None,
+    platform: str | None,
+    hosts: tuple[str, ...],
+    all_hosts: bool,
+    groups: tuple[str, ...],
+    inventory: Path | None,
+    env: str | None,
+    timeout: float,
+    options: dict[str, object],
+) -> NoReturn:
     from producer.fleet import TargetError
     from producer.fleet_cli import parse_broker, run_fleet_check
     from producer.locks.interface import LockError
@@ -182,9 +288,19 @@ def _fleet(ctx: click.Context, *, broker: str, master_name: str | None, lock_pat
     url = parse_broker(broker, master_name)
     try:
         report = run_fleet_check(
-            broker=url, lock_path=lock_path, lock_format=None if lock_format == "auto" else lock_format,
-            lock_environment=lock_env, platform=platform, hosts=hosts, all_hosts=all_hosts,
-            groups=groups, inventory=inventory, env=env, timeout=timeout, options=options)
+            broker=url,
+            lock_path=lock_path,
+            lock_format=None if lock_format == "auto" else lock_format,
+            lock_environment=lock_env,
+            platform=platform,
+            hosts=hosts,
+            all_hosts=all_hosts,
+            groups=groups,
+            inventory=inventory,
+            env=env,
+            timeout=timeout,
+            options=options,
+        )
     except BrokerError as exc:
         fail(str(exc), EXIT_INFRA)
     except (TargetError, LockError) as exc:
@@ -208,8 +324,9 @@ def _load_lock(path: Path, fmt: str, platform: str | None, environment: str | No
     from producer.locks.interface import LockError
 
     try:
-        return load_lock(path, fmt=None if fmt == "auto" else fmt, platform=platform,
-                         environment=environment)
+        return load_lock(
+            path, fmt=None if fmt == "auto" else fmt, platform=platform, environment=environment
+        )
     except LockError as exc:
         fail(str(exc))
 
@@ -218,14 +335,20 @@ def _load_lock(path: Path, fmt: str, platform: str | None, environment: str | No
 @click.option("-p", "--prefix", help="Environment prefix (default: the active environment).")
 @click.option("-n", "--name", "env_name", help="Environment name.")
 @click.option("--source", default="conda-meta", show_default=True, help=SOURCE_HELP)
-@click.option("--format", "fmt", type=click.Choice(["conda-json", "json", "export"]),
-              default="conda-json", show_default=True,
-              help="conda-json: byte for byte what `conda list --json` prints (usable as a "
-                   "golden-host lock); json: lockstep's own snapshot with hashes and channels; "
-                   "export: `conda list --export` lines.")
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(["conda-json", "json", "export"]),
+    default="conda-json",
+    show_default=True,
+    help="conda-json: byte for byte what `conda list --json` prints (usable as a "
+    "golden-host lock); json: lockstep's own snapshot with hashes and channels; "
+    "export: `conda list --export` lines.",
+)
 @click.option("-o", "--output", type=click.Path(dir_okay=False), help="Write to a file.")
-def snapshot(prefix: str | None, env_name: str | None, source: str, fmt: str,
-             output: str | None) -> None:
+def snapshot(
+    prefix: str | None, env_name: str | None, source: str, fmt: str, output: str | None
+) -> None:
     """Print what an environment holds, read-only.
 
     `lockstep snapshot -p /opt/conda/envs/prod > golden.json` on a known-good host gives a
@@ -246,8 +369,10 @@ def snapshot(prefix: str | None, env_name: str | None, source: str, fmt: str,
         text = snap.model_dump_json(indent=2) + "\n"
     else:
         lines = [f"# platform: {snap.platform or ''}"]
-        lines += [f"{e['name']}={e['version']}={e['build_string']}"
-                  for e in conda_json.conda_list_entries(snap)]
+        lines += [
+            f"{e['name']}={e['version']}={e['build_string']}"
+            for e in conda_json.conda_list_entries(snap)
+        ]
         text = "\n".join(lines) + "\n"
     if output:
         Path(output).write_text(text, encoding="utf-8")
@@ -256,29 +381,64 @@ def snapshot(prefix: str | None, env_name: str | None, source: str, fmt: str,
 
 
 @main.command()
-@click.option("--broker", envvar="LOCKSTEP_BROKER", required=True, metavar="URL",
-              help="Redis broker URL [env: LOCKSTEP_BROKER].")
+@click.option(
+    "--broker",
+    envvar="LOCKSTEP_BROKER",
+    required=True,
+    metavar="URL",
+    help="Redis broker URL [env: LOCKSTEP_BROKER].",
+)
 @click.option("--master-name", envvar="LOCKSTEP_SENTINEL_MASTER", help="Sentinel master name.")
-@click.option("--hostname", help="Name this host registers and is targeted under "
-              "(default: the machine's host name).")
-@click.option("-n", "--name", "names", multiple=True, metavar="NAME",
-              help="Allow verifying the conda environment NAME (repeatable).")
-@click.option("-p", "--prefix", "prefixes", multiple=True, metavar="[NAME=]PATH",
-              help="Allow verifying the environment at PATH, called NAME (default: the "
-                   "directory's name) (repeatable).")
-@click.option("--default-env", help="Environment verified when a check names none "
-              "(default: the first allowed).")
-@click.option("--config", "config_path", type=click.Path(dir_okay=False, path_type=Path),
-              help="TOML file: host, default_environment, source, [environments] name = path.")
+@click.option(
+    "--hostname",
+    help="Name this host registers and is targeted under (default: the machine's host name).",
+)
+@click.option(
+    "-n",
+    "--name",
+    "names",
+    multiple=True,
+    metavar="NAME",
+    help="Allow verifying the conda environment NAME (repeatable).",
+)
+@click.option(
+    "-p",
+    "--prefix",
+    "prefixes",
+    multiple=True,
+    metavar="[NAME=]PATH",
+    help="Allow verifying the environment at PATH, called NAME (default: the "
+    "directory's name) (repeatable).",
+)
+@click.option(
+    "--default-env",
+    help="Environment verified when a check names none (default: the first allowed).",
+)
+@click.option(
+    "--config",
+    "config_path",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="TOML file: host, default_environment, source, [environments] name = path.",
+)
 @click.option("--source", default=None, help=SOURCE_HELP)
 @click.option("--platform", help="Subdir to register (default: the default environment's).")
-@click.option("--refresh", type=float, default=None,
-              help="Seconds between registry refreshes (default 15).")
+@click.option(
+    "--refresh", type=float, default=None, help="Seconds between registry refreshes (default 15)."
+)
 @click.option("--loglevel", default="WARNING", show_default=True)
-def worker(broker: str, master_name: str | None, hostname: str | None, names: tuple[str, ...],
-           prefixes: tuple[str, ...], default_env: str | None, config_path: Path | None,
-           source: str | None, platform: str | None, refresh: float | None,
-           loglevel: str) -> None:
+def worker(
+    broker: str,
+    master_name: str | None,
+    hostname: str | None,
+    names: tuple[str, ...],
+    prefixes: tuple[str, ...],
+    default_env: str | None,
+    config_path: Path | None,
+    source: str | None,
+    platform: str | None,
+    refresh: float | None,
+    loglevel: str,
+) -> None:
     """Serve verification requests for this host from its own queue.
 
     The worker only ever reads the environments allowed here; a request naming any other
@@ -327,8 +487,11 @@ def worker(broker: str, master_name: str | None, hostname: str | None, names: tu
         click.echo(f"lockstep: warning: {problem}", err=True)
     _, default_prefix = config.prefix_for(None)
     subdir = platform or _prefix_platform(default_prefix) or _host_platform()
-    click.echo(f"lockstep worker {config.host} ({subdir}) serving "
-               f"{', '.join(environments)} via {url.masked()}", err=True)
+    click.echo(
+        f"lockstep worker {config.host} ({subdir}) serving "
+        f"{', '.join(environments)} via {url.masked()}",
+        err=True,
+    )
     run_worker(url, config, subdir, loglevel=loglevel.upper())
 
 
@@ -339,11 +502,17 @@ def _host_platform() -> str:
 
 
 @main.command()
-@click.option("--broker", envvar="LOCKSTEP_BROKER", required=True, metavar="URL",
-              help="Redis broker URL [env: LOCKSTEP_BROKER].")
+@click.option(
+    "--broker",
+    envvar="LOCKSTEP_BROKER",
+    required=True,
+    metavar="URL",
+    help="Redis broker URL [env: LOCKSTEP_BROKER].",
+)
 @click.option("--master-name", envvar="LOCKSTEP_SENTINEL_MASTER", help="Sentinel master name.")
-@click.option("--format", "fmt", type=click.Choice(["table", "json"]), default="table",
-              show_default=True)
+@click.option(
+    "--format", "fmt", type=click.Choice(["table", "json"]), default="table", show_default=True
+)
 def hosts(broker: str, master_name: str | None, fmt: str) -> None:
     """List registered workers: platform, environments, version, last seen."""
     from producer.fleet_cli import hosts_table, parse_broker
@@ -356,10 +525,19 @@ def hosts(broker: str, master_name: str | None, fmt: str) -> None:
 
 
 @main.command()
-@click.option("--examples", "examples_dir", type=click.Path(file_okay=False, path_type=Path),
-              help="Folder with envs/ and conda-lock.yml (default: the checkout's examples/).")
-@click.option("--timeout", type=float, default=5.0, show_default=True,
-              help="Seconds to wait for verdicts; the host without a worker waits this long.")
+@click.option(
+    "--examples",
+    "examples_dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    help="Folder with envs/ and conda-lock.yml (default: the checkout's examples/).",
+)
+@click.option(
+    "--timeout",
+    type=float,
+    default=5.0,
+    show_default=True,
+    help="Seconds to wait for verdicts; the host without a worker waits this long.",
+)
 def demo(examples_dir: Path | None, timeout: float) -> None:
     """Run a whole fleet audit on this machine, with nothing installed but lockstep.
 

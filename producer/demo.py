@@ -36,21 +36,46 @@ class DemoError(Exception):
 
 
 def find_examples(given: Path | None) -> Path:
-    candidates = [given] if given else [Path.cwd() / "examples",
-                                        Path(__file__).resolve().parent.parent / "examples"]
+    candidates = (
+        [given]
+        if given
+        else [Path.cwd() / "examples", Path(__file__).resolve().parent.parent / "examples"]
+    )
     for folder in candidates:
         if folder and (folder / "conda-lock.yml").is_file() and (folder / "envs").is_dir():
             return folder
-    raise DemoError("example environments not found: run from the lockstep checkout "
-                    "or pass --examples DIR")
+    raise DemoError(
+        "example environments not found: run from the lockstep checkout or pass --examples DIR"
+    )
 
 
-def start_worker(broker: BrokerURL, host: str, prefix: Path, log: Path) -> subprocess.Popen[bytes]:
-    argv = [sys.executable, "-m", "producer.cli", "worker", "--broker", broker.url,
-            "--hostname", host, "-p", f"prod={prefix}", "--refresh", "2"]
+def start_worker(
+    broker: BrokerURL, host: str, envs: dict[str, Path], log: Path, extra: tuple[str, ...] = ()
+) -> subprocess.Popen[bytes]:
+    """A real `lockstep worker` process in its own session, so it can be stopped as a group."""
+    argv = [
+        sys.executable,
+        "-m",
+        "producer.cli",
+        "worker",
+        "--broker",
+        broker.url,
+        "--hostname",
+        host,
+        "--refresh",
+        "2",
+        *extra,
+    ]
+    for name, prefix in envs.items():
+        argv += ["-p", f"{name}={prefix}"]
     with log.open("ab") as out:
-        return subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT,
-                                stdin=subprocess.DEVNULL, start_new_session=True)
+        return subprocess.Popen(
+            argv,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,
+        )
 
 
 def stop_workers(procs: list[subprocess.Popen[bytes]], timeout: float = 10.0) -> None:
@@ -66,8 +91,13 @@ def stop_workers(procs: list[subprocess.Popen[bytes]], timeout: float = 10.0) ->
             proc.wait()
 
 
-def wait_registered(broker: BrokerURL, names: set[str], procs: list[subprocess.Popen[bytes]],
-                    logs: list[Path], timeout: float = 60.0) -> None:
+def wait_registered(
+    broker: BrokerURL,
+    names: set[str],
+    procs: list[subprocess.Popen[bytes]],
+    logs: list[Path],
+    timeout: float = 60.0,
+) -> None:
     client = broker.client()
     end = time.monotonic() + timeout
     while time.monotonic() < end:
@@ -76,9 +106,9 @@ def wait_registered(broker: BrokerURL, names: set[str], procs: list[subprocess.P
         for proc, log in zip(procs, logs, strict=True):
             if proc.poll() is not None:
                 tail = log.read_text(errors="replace").strip().splitlines()[-5:]
-                raise DemoError(f"a demo worker exited early:\n" + "\n".join(tail))
+                raise DemoError("a worker exited early:\n" + "\n".join(tail))
         time.sleep(0.2)
-    raise DemoError("demo workers did not register within a minute")
+    raise DemoError(f"workers did not register within {timeout:g} s")
 
 
 def run_demo(examples_dir: Path | None, timeout: float) -> int:
@@ -93,21 +123,36 @@ def run_demo(examples_dir: Path | None, timeout: float) -> int:
                 click.echo(f"started a private Redis ({server.url})", err=True)
                 logs = [Path(scratch) / f"{host}.log" for host, _ in WORKERS]
                 for (host, env), log in zip(WORKERS, logs, strict=True):
-                    procs.append(start_worker(broker, host, examples / "envs" / env, log))
-                click.echo(f"started {len(procs)} lockstep workers; waiting for them to register",
-                           err=True)
+                    procs.append(start_worker(broker, host, {"prod": examples / "envs" / env}, log))
+                click.echo(
+                    f"started {len(procs)} lockstep workers; waiting for them to register", err=True
+                )
                 wait_registered(broker, {h for h, _ in WORKERS}, procs, logs)
-                click.echo(f"auditing demo-web-* and {SILENT_HOST} (which has no worker) "
-                           f"against {examples / 'conda-lock.yml'}\n", err=True)
+                click.echo(
+                    f"auditing demo-web-* and {SILENT_HOST} (which has no worker) "
+                    f"against {examples / 'conda-lock.yml'}\n",
+                    err=True,
+                )
                 report = run_fleet_check(
-                    broker=broker, lock_path=examples / "conda-lock.yml", lock_format=None,
-                    lock_environment=None, platform=None, hosts=("demo-web-*", SILENT_HOST),
-                    all_hosts=False, groups=(), inventory=None, env=None, timeout=timeout,
-                    options={})
+                    broker=broker,
+                    lock_path=examples / "conda-lock.yml",
+                    lock_format=None,
+                    lock_environment=None,
+                    platform=None,
+                    hosts=("demo-web-*", SILENT_HOST),
+                    all_hosts=False,
+                    groups=(),
+                    inventory=None,
+                    env=None,
+                    timeout=timeout,
+                    options={},
+                )
                 emit(report, [Destination("table", None)])
                 click.echo(
                     f"\n`lockstep check` would exit {report.exit_code} here (1 = drift found). "
-                    "Cleaning up.", err=True)
+                    "Cleaning up.",
+                    err=True,
+                )
         except EmbeddedRedisError as exc:
             raise DemoError(str(exc)) from exc
         finally:

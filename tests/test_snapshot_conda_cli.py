@@ -7,7 +7,6 @@ object shape, conda's JSON error object, or hangs) and the runner runs it for re
 
 from __future__ import annotations
 
-import json
 import stat
 import sys
 from pathlib import Path
@@ -40,7 +39,9 @@ def test_parses_real_conda_output_like_the_meta_reader(tmp_path: Path) -> None:
     meta = CondaMetaSource().snapshot(DATA / "prefix-good-pip")
 
     def key(p: object) -> tuple[object, ...]:
-        return tuple(getattr(p, f) for f in ("name", "version", "build", "manager", "channel", "subdir"))
+        return tuple(
+            getattr(p, f) for f in ("name", "version", "build", "manager", "channel", "subdir")
+        )
 
     assert sorted(map(key, snap.packages)) == sorted(map(key, meta.packages))
 
@@ -86,7 +87,7 @@ def test_conda_json_error_message_is_surfaced(tmp_path: Path) -> None:
 
 def test_timeout_is_an_error_not_a_hang(tmp_path: Path) -> None:
     exe = tool(tmp_path, "conda", "time.sleep(30)")
-    with pytest.raises(SnapshotError, match="no answer within 0.5 s"):
+    with pytest.raises(SnapshotError, match=r"no answer within 0\.5 s"):
         CondaCliSource(str(exe), timeout=0.5).snapshot(tmp_path)
 
 
@@ -97,8 +98,12 @@ def test_missing_executable_is_a_clear_error(tmp_path: Path) -> None:
 
 def test_prefix_with_shell_metacharacters_is_one_argument(tmp_path: Path) -> None:
     marker = tmp_path / "pwned"
-    exe = tool(tmp_path, "conda", "print(json.dumps([{'name': 'x', 'version': sys.argv[4], "
-               "'build_string': 'b', 'channel': 'c', 'platform': 'noarch', 'base_url': 'c'}]))")
+    exe = tool(
+        tmp_path,
+        "conda",
+        "print(json.dumps([{'name': 'x', 'version': sys.argv[4], "
+        "'build_string': 'b', 'channel': 'c', 'platform': 'noarch', 'base_url': 'c'}]))",
+    )
     evil = f"/tmp/x; touch {marker}"
     (pkg,) = CondaCliSource(str(exe)).snapshot(Path(evil)).packages
     assert pkg.version == evil
@@ -107,8 +112,12 @@ def test_prefix_with_shell_metacharacters_is_one_argument(tmp_path: Path) -> Non
 
 @pytest.mark.parametrize(
     "text, message",
-    [("not json", "not JSON"), ('{"a": 1}', "expected a JSON array"), ("[1]", "not an object"),
-     ('[{"version": "1"}]', "missing or bad field")],
+    [
+        ("not json", "not JSON"),
+        ('{"a": 1}', "expected a JSON array"),
+        ("[1]", "not an object"),
+        ('[{"version": "1"}]', "missing or bad field"),
+    ],
 )
 def test_malformed_output_is_a_snapshot_error(text: str, message: str) -> None:
     with pytest.raises(SnapshotError, match=message):

@@ -68,15 +68,18 @@ class Heartbeat(threading.Thread):
                 log.warning("lockstep: registry refresh failed: %s", exc)
 
 
-def run_worker(broker: BrokerURL, config: WorkerConfig, platform: str, loglevel: str = "INFO") -> None:
+def run_worker(
+    broker: BrokerURL, config: WorkerConfig, platform: str, loglevel: str = "INFO"
+) -> None:
     """Serve this host's queue until stopped; blocks."""
     app = make_app(broker)
     client = broker.client()
     verifier = Verifier(config, client, source_for(config))
 
     @app.task(name=TASK_NAME, acks_late=True, ignore_result=True)  # type: ignore[untyped-decorator]
-    def verify(audit: str, lock: str, env: str | None = None,
-               options: dict[str, Any] | None = None) -> None:
+    def verify(
+        audit: str, lock: str, env: str | None = None, options: dict[str, Any] | None = None
+    ) -> None:
         verifier.handle(audit, lock, env, options or {})
 
     info = HostInfo(
@@ -107,13 +110,18 @@ def run_worker(broker: BrokerURL, config: WorkerConfig, platform: str, loglevel:
     app.worker_main(
         argv=[
             "worker",
-            "--queues", queue_name(config.host),
-            "--pool", "solo",
-            "--concurrency", "1",
+            "--queues",
+            queue_name(config.host),
+            "--pool",
+            "solo",
+            "--concurrency",
+            "1",
             "--without-gossip",
             "--without-mingle",
             "--without-heartbeat",
-            "--hostname", f"lockstep@{config.host}",
-            "--loglevel", loglevel,
+            "--hostname",
+            f"lockstep@{config.host}",
+            "--loglevel",
+            loglevel,
         ]
     )

@@ -69,8 +69,10 @@ class BrokerURL:
     def celery_options(self) -> dict[str, Any]:
         """Broker settings for Celery: TLS verification on, sentinel master named."""
         options: dict[str, Any] = {}
-        transport: dict[str, Any] = {"socket_timeout": self.socket_timeout,
-                                     "socket_connect_timeout": self.socket_timeout}
+        transport: dict[str, Any] = {
+            "socket_timeout": self.socket_timeout,
+            "socket_connect_timeout": self.socket_timeout,
+        }
         if self.scheme == "rediss":
             options["broker_use_ssl"] = {"ssl_cert_reqs": self._ssl_reqs()}
         if self.scheme == "sentinel":
@@ -87,13 +89,15 @@ class BrokerURL:
                 hosts.append((parts.hostname or "localhost", parts.port or 26379))
             first = urlsplit(self.url.split(";", 1)[0])
             db = int((first.path or "/0").strip("/") or 0)
-            sentinel = Sentinel(
+            sentinel = Sentinel(  # type: ignore[no-untyped-call]
                 hosts,
                 socket_timeout=self.socket_timeout,
                 sentinel_kwargs={"password": first.password} if first.password else None,
             )
-            master: redis.Redis = sentinel.master_for(
-                self.master_name or DEFAULT_MASTER_NAME, db=db, password=first.password,
+            master: redis.Redis = sentinel.master_for(  # type: ignore[no-untyped-call]
+                self.master_name or DEFAULT_MASTER_NAME,
+                db=db,
+                password=first.password,
                 socket_timeout=self.socket_timeout,
             )
             return master

@@ -55,7 +55,7 @@ class WorkerConfig(BaseModel):
 
 
 def load_config(path: Path) -> WorkerConfig:
-    """TOML: `host`, `default_environment`, `source`, and an `[environments]` name = prefix table."""
+    """TOML: `host`, `default_environment`, `source`, and `[environments]` (name = prefix)."""
     try:
         data = tomllib.loads(path.read_text(encoding="utf-8"))
     except OSError as exc:

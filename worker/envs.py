@@ -21,9 +21,7 @@ def current_prefix() -> Path:
         return Path(active)
     if is_environment(Path(sys.prefix)):
         return Path(sys.prefix)
-    raise SnapshotError(
-        "no active conda environment: activate one, or pass -n NAME or -p PREFIX"
-    )
+    raise SnapshotError("no active conda environment: activate one, or pass -n NAME or -p PREFIX")
 
 
 def root_prefixes() -> list[Path]:

@@ -7,7 +7,7 @@ fields are plain strings, ints, lists and nested models — no datetimes, no set
 
 from __future__ import annotations
 
-from enum import Enum
+from enum import StrEnum
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -77,7 +77,7 @@ class LockedPackage(BaseModel):
     line: int | None = None
 
 
-class LockKind(str, Enum):
+class LockKind(StrEnum):
     FULL = "full"  # lists every package: anything else installed is EXTRA
     SPEC = "spec"  # constraints only: extras are reported only with --strict
 
@@ -95,7 +95,7 @@ class Lock(BaseModel):
     notes: list[str] = Field(default_factory=list)
 
 
-class FindingKind(str, Enum):
+class FindingKind(StrEnum):
     MISSING = "MISSING"
     EXTRA = "EXTRA"
     VERSION = "VERSION"
@@ -117,7 +117,7 @@ class Finding(BaseModel):
     message: str = ""
 
 
-class Status(str, Enum):
+class Status(StrEnum):
     OK = "OK"
     DRIFT = "DRIFT"
     ERROR = "ERROR"

@@ -64,7 +64,9 @@ def mark_stopped(client: redis.Redis, info: HostInfo) -> None:
 
 
 def all_hosts(client: redis.Redis) -> list[HostInfo]:
-    names = [n.decode() if isinstance(n, bytes) else str(n) for n in client.zrange(HOSTS_KEY, 0, -1)]
+    names = [
+        n.decode() if isinstance(n, bytes) else str(n) for n in client.zrange(HOSTS_KEY, 0, -1)
+    ]
     return [h for h in get_hosts(client, names).values() if h is not None]
 
 

@@ -77,7 +77,9 @@ class Verifier:
             self._locks.popitem(last=False)
         return lock
 
-    def verify(self, lock_digest: str, environment: str | None, options: dict[str, Any]) -> HostReport:
+    def verify(
+        self, lock_digest: str, environment: str | None, options: dict[str, Any]
+    ) -> HostReport:
         try:
             env_name, prefix = self.config.prefix_for(environment)
             lock = self.fetch_lock(lock_digest)
@@ -89,14 +91,23 @@ class Verifier:
         except (ConfigError, LookupError, ValueError, codec.CodecError) as exc:
             return self._error(environment, str(exc), lock_digest)
         return verify_prefix(
-            prefix, lock, self.source, opts,
-            host=self.config.host, environment=env_name, lock_digest=lock_digest,
+            prefix,
+            lock,
+            self.source,
+            opts,
+            host=self.config.host,
+            environment=env_name,
+            lock_digest=lock_digest,
         )
 
     def _error(self, environment: str | None, message: str, digest: str | None) -> HostReport:
         return HostReport(
-            host=self.config.host, status=Status.ERROR, environment=environment,
-            error=message, lock_digest=digest, checked_at=time.time(),
+            host=self.config.host,
+            status=Status.ERROR,
+            environment=environment,
+            error=message,
+            lock_digest=digest,
+            checked_at=time.time(),
         )
 
     def handle(self, audit: str, lock: str, env: str | None, options: dict[str, Any]) -> None:

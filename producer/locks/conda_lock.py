@@ -26,6 +26,11 @@ FORMAT = "conda-lock"
 _PACKAGE_KEY = re.compile(r"^package:[ \t]*(?:#.*)?$", re.MULTILINE)
 _VERSION_KEY = re.compile(r"^version:[ \t]*['\"]?1['\"]?[ \t]*(?:#.*)?$", re.MULTILINE)
 _METADATA_KEY = re.compile(r"^metadata:", re.MULTILINE)
+# Characters YAML does not allow anywhere; the composer reports them with their line
+# (NEL and the Unicode line separators too: they would make lines count differently.)
+_NON_PRINTABLE = re.compile(
+    "[^\t\n\r\x20-\x7e\xa0-\u2027\u202a-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]"
+)
 _NULLS = frozenset({"~", "null", "Null", "NULL"})
 
 
@@ -56,6 +61,7 @@ class CondaLockLoader:
         return _VERSION_KEY.search(text) is not None or _METADATA_KEY.search(text) is not None
 
     def load(self, path: Path, text: str, *, platform: str, environment: str | None) -> Lock:
+        text = text.replace("\r\n", "\n")
         fast = _load_fast(path, text)
         if fast is not None:
             root, entries = fast
@@ -72,11 +78,13 @@ def _load_fast(path: Path, text: str) -> tuple[dict[str, Node], list[_Entry]] | 
     does not, something before it (an unclosed quote or bracket) swallowed the list, and only
     the composer can say what the file means.
     """
-    lines = text.splitlines()
-    fast = _scan_fast(lines)
+    if _NON_PRINTABLE.search(text) or "\r" in text:
+        return None
+    fast = _scan_fast(text)
     if fast is None:
         return None
     entries, start, end = fast
+    lines = text.split("\n")
     rest = "\n".join([*lines[:start], "package: ~", *[""] * (end - start - 1), *lines[end:]])
     try:
         root = _root(path, rest)
@@ -111,29 +119,32 @@ def _root(path: Path, text: str) -> dict[str, Node]:
 # --- the fast path ---------------------------------------------------------------------------
 
 
-def _scan_fast(lines: list[str]) -> tuple[list[_Entry], int, int] | None:
+def _scan_fast(text: str) -> tuple[list[_Entry], int, int] | None:
     """Entries of the `package:` block and its line range, or None to use the composer."""
-    starts = [i for i, line in enumerate(lines) if _PACKAGE_KEY.match(line)]
-    if len(starts) != 1:
+    found = list(_PACKAGE_KEY.finditer(text))
+    if len(found) != 1:
+        return None
+    start = text.count("\n", 0, found[0].start())
+    body = text.find("\n", found[0].start())
+    if body < 0:
         return None
     try:
-        entries, end = _scan_section(lines, starts[0])
+        entries, end = _scan_section(_LINE.findall(text, body + 1), start + 1)
     except _Unsupported:
         return None
-    return entries, starts[0], end
+    return entries, start, end
 
 
-# Most lines are `[- ]key: value`; they are split by one cheap regex and plain string checks,
-# and everything else goes through the careful `_plain_scalar`.
-_SIMPLE_LINE = re.compile(r"( *)(- )?([A-Za-z0-9_][A-Za-z0-9_.-]*):(?: +(.*))?$")
+# Every line of the section, split in C by one regex: `[- ]key: value` lines fill the first
+# four groups, any other line lands whole in the fifth.
+_LINE = re.compile(r"^(?:( *)(- )?([A-Za-z0-9_][A-Za-z0-9_.-]*):(?: +(.*))?|(.*))$", re.MULTILINE)
 _PLAIN_START = frozenset("&*!|>%@`{}[],#?:-'\"")
 
 _OPEN = 0  # `key:` with nothing after it: a nested block (or null) follows
 _SCALAR = 1  # `key: value`
 _EMPTY = 2  # `key: {}` / `key: []`
 _LIST_ITEM = 3  # `- value` without a key (inside a nested block)
-
-_Line = tuple[int, bool, str, int, str | None]
+_SKIP = 4  # a blank or comment line
 
 
 def _value(rest: str) -> tuple[int, str | None]:
@@ -158,44 +169,44 @@ def _value(rest: str) -> tuple[int, str | None]:
     return _SCALAR, _plain_scalar(rest)
 
 
-def _parse_line(raw: str) -> _Line | None:
-    """(indent, is_item, key, kind, value) of one line; None for blank and comment lines."""
-    match = _SIMPLE_LINE.match(raw)
-    if match is not None:
-        indent, item, key, rest = match.groups()
-        kind, value = _value(rest or "")
-        return len(indent), item is not None, key, kind, value
+def _other_line(raw: str) -> tuple[int, int, str | None]:
+    """(indent, kind, value) of a line that is not `[- ]key: ...`: blank, comment or `- value`."""
     body = raw.lstrip(" ")
     if body[:1] == "#":
-        return None
+        return 0, _SKIP, None
     if "\t" in body:
         raise _Unsupported
     if not body.strip():
-        return None
-    indent = len(raw) - len(body)
+        return 0, _SKIP, None
     body = body.rstrip()
-    if not body.startswith("- ") or body[2:3] in (" ", "\t"):
+    if not body.startswith("- ") or body[2:3] == " ":
         raise _Unsupported
-    return indent, True, "", _LIST_ITEM, _plain_scalar(body[2:])
+    return len(raw) - len(raw.lstrip(" ")), _LIST_ITEM, _plain_scalar(body[2:])
 
 
-def _scan_section(lines: list[str], start: int) -> tuple[list[_Entry], int]:
+def _scan_section(
+    rows: list[tuple[str, str, str, str, str]], first: int
+) -> tuple[list[_Entry], int]:
+    """Walk the rows of the lines after `package:`; `first` is the 0-based index of row 0."""
     entries: list[_Entry] = []
     item_indent = -1
     key_indent = -1
     current = _Entry(0)
     open_key: str | None = None  # the key whose nested block the next deeper lines belong to
     nested_indent = -1
-    index = start
-    total = len(lines)
-    while True:
+    nested_items = False
+    index = first - 1
+    for spaces, item, key, rest, other in rows:
         index += 1
-        if index >= total:
-            break
-        parsed = _parse_line(lines[index])
-        if parsed is None:
-            continue
-        indent, is_item, key, kind, value = parsed
+        if key:
+            indent = len(spaces)
+            is_item = bool(item)
+            kind, value = _value(rest)
+        else:
+            indent, kind, value = _other_line(other)
+            if kind == _SKIP:
+                continue
+            is_item = True
         if item_indent < 0:
             if not is_item or kind == _LIST_ITEM:
                 raise _Unsupported
@@ -208,11 +219,16 @@ def _scan_section(lines: list[str], start: int) -> tuple[list[_Entry], int]:
             current = _Entry(index + 1)
             entries.append(current)
         elif indent > key_indent and open_key is not None:
+            # Nested blocks are flat: one indent, all `key: value` or all `- value` lines.
             current.fields[open_key].is_scalar = False
             if nested_indent < 0:
-                nested_indent = indent
+                nested_indent, nested_items = indent, is_item
+            if indent != nested_indent or is_item != nested_items or kind == _OPEN:
+                raise _Unsupported
+            if is_item != (kind == _LIST_ITEM):
+                raise _Unsupported
             if open_key == "hash":
-                if indent != nested_indent or is_item or kind != _SCALAR:
+                if kind != _SCALAR:
                     raise _Unsupported
                 current.hashes[key] = _Field(value, index + 1)
             continue
@@ -223,8 +239,12 @@ def _scan_section(lines: list[str], start: int) -> tuple[list[_Entry], int]:
         if kind == _LIST_ITEM:
             raise _Unsupported
         current.fields[key] = _Field(value, index + 1, kind != _EMPTY)
+        if key == "hash":
+            current.hashes = {}  # a repeated key replaces the earlier value, as in YAML
         open_key = key if kind == _OPEN else None
         nested_indent = -1
+    else:
+        index += 1
     if not entries:
         raise _Unsupported
     return entries, index

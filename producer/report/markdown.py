@@ -29,8 +29,13 @@ def render(report: Report) -> str:
             f"{_cell(note)} |"
         )
     if report.matrix:
-        lines += ["", "### Packages that differ", "",
-                  "| package | expected | actual | hosts |", "|---|---|---|---|"]
+        lines += [
+            "",
+            "### Packages that differ",
+            "",
+            "| package | expected | actual | hosts |",
+            "|---|---|---|---|",
+        ]
         for row in report.matrix:
             for i, v in enumerate(row.variants):
                 lines.append(

@@ -109,7 +109,9 @@ def build_report(lock: LockInfo | None, hosts: list[HostReport]) -> Report:
             name=name,
             manager=manager,
             expected=expected[(name, manager)],
-            variants=sorted(rows[(name, manager)].values(), key=lambda v: (-len(v.hosts), v.actual)),
+            variants=sorted(
+                rows[(name, manager)].values(), key=lambda v: (-len(v.hosts), v.actual)
+            ),
         )
         for name, manager in sorted(rows)
     ]

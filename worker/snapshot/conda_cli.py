@@ -41,8 +41,12 @@ class CondaCliSource:
     def snapshot(self, prefix: Path) -> Snapshot:
         argv = [self._resolve(), "list", "--json", "-p", str(prefix)]
         try:
-            proc = subprocess.run(  # noqa: S603 - fixed argument list, no shell
-                argv, capture_output=True, timeout=self.timeout, check=False, stdin=subprocess.DEVNULL
+            proc = subprocess.run(
+                argv,
+                capture_output=True,
+                timeout=self.timeout,
+                check=False,
+                stdin=subprocess.DEVNULL,
             )
         except subprocess.TimeoutExpired as exc:
             raise SnapshotError(
@@ -100,8 +104,12 @@ def package_from_list_entry(entry: dict[str, Any]) -> Package:
     subdir = str(entry.get("platform") or entry.get("subdir") or "")
     if entry.get("channel") == PYPI or subdir == PYPI:
         return Package(
-            name=name, version=str(entry["version"]), build=str(entry.get("build_string") or "pypi_0"),
-            manager="pypi", channel=PYPI, subdir=PYPI,
+            name=name,
+            version=str(entry["version"]),
+            build=str(entry.get("build_string") or "pypi_0"),
+            manager="pypi",
+            channel=PYPI,
+            subdir=PYPI,
         )
     url = entry.get("url") or None
     if url:

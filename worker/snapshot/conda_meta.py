@@ -38,9 +38,7 @@ class CondaMetaSource:
         if not prefix.is_dir():
             raise SnapshotError(f"{prefix}: no such directory")
         if not is_environment(prefix):
-            raise SnapshotError(
-                f"{prefix}: not a conda environment (no conda-meta/history file)"
-            )
+            raise SnapshotError(f"{prefix}: not a conda environment (no conda-meta/history file)")
         warnings: list[str] = []
         records = self._read_records(prefix / "conda-meta", warnings)
         packages = {name: _conda_package(rec) for name, rec in records.items()}
