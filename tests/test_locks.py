@@ -547,3 +547,23 @@ def test_conda_lock_loader_has_the_protocol_shape() -> None:
     assert loader.format == "conda-lock"
     assert loader.sniff(GOOD / "conda-lock.yml", (GOOD / "conda-lock.yml").read_text())
     assert not loader.sniff(GOOD / "pixi.lock", (GOOD / "pixi.lock").read_text())
+
+
+def test_pixi_rejected_by_rattler_points_at_the_line(tmp_path: Path) -> None:
+    (tmp_path / "v99").mkdir()
+    path = write(tmp_path / "v99", "pixi.lock", "version: 99\nenvironments: {}\npackages: []\n")
+    error = lock_error(path, platform="linux-64")
+    assert error.line == 1 and "version 99" in error.message
+    text = (GOOD / "pixi.lock").read_text().replace(NUMPY_MD5, "zz")
+    path = write(tmp_path, "pixi.lock", text)
+    error = lock_error(path, platform="linux-64")
+    assert error.line == line_of(path, "md5: zz")
+
+
+def test_crlf_files_read_like_lf(tmp_path: Path) -> None:
+    for source in (GOOD / "conda-lock.yml", DATA / "prefix-good-pip.explicit-md5.txt"):
+        text = source.read_text().replace("\n", "\r\n")
+        path = write(tmp_path, source.name, text.encode())
+        assert load_lock(path, platform="linux-64").packages == (
+            load_lock(source, platform="linux-64").packages
+        )

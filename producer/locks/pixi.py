@@ -12,10 +12,11 @@ from pathlib import Path
 
 import rattler
 from rattler.lock import CondaLockedBinaryPackage, PypiLockedPackage
+from yaml.nodes import Node
 
 from producer.locks import yaml_nodes
 from producer.locks.interface import LockError
-from producer.locks.naming import pypi_name
+from producer.locks.naming import hex_digest, pypi_name
 from worker.channels import canonical_channel, split_package_url
 from worker.models import Lock, LockedPackage, LockKind
 
@@ -82,11 +83,38 @@ def _read(path: Path, text: str) -> rattler.LockFile:
         return rattler.LockFile.from_path(path)
     except Exception as exc:  # rattler's ParseCondaLockError and I/O errors
         message = str(exc).strip() or type(exc).__name__
-    # rattler gives no position: find a YAML syntax error ourselves, else cite rattler's words.
-    yaml_nodes.compose(path, text)
+    # rattler gives no position: find a YAML syntax error ourselves, else the likely culprit.
+    root = yaml_nodes.compose(path, text)
     match = _RATTLER_LINE.search(message)
-    line = int(match.group(1)) if match else None
+    line = int(match.group(1)) if match else _locate(path, root, message)
     raise LockError(path, line, f"not a valid pixi lock: {message}")
+
+
+def _locate(path: Path, root: Node | None, message: str) -> int | None:
+    """Best guess at the line rattler objects to: the version key, or a malformed package."""
+    if root is None:
+        return None
+    try:
+        top = yaml_nodes.mapping(path, root, "a pixi lock")
+        if "version" in message and "version" in top:
+            return yaml_nodes.key_lines(root)["version"]
+        packages = top.get("packages")
+        if packages is None:
+            return None
+        for entry in yaml_nodes.sequence(path, packages, "'packages'"):
+            fields = yaml_nodes.mapping(path, entry, "a package")
+            if "conda" not in fields and "pypi" not in fields:
+                return yaml_nodes.line_of(entry)
+            lines = yaml_nodes.key_lines(entry)
+            for key, length in (("md5", 32), ("sha256", 64)):
+                node = fields.get(key)
+                if node is not None:
+                    value = yaml_nodes.scalar(path, node, key)
+                    if hex_digest(value, length) is None:
+                        return lines[key]
+    except LockError as exc:
+        return exc.line
+    return None
 
 
 def _declaration_lines(text: str) -> dict[str, int]:
