@@ -46,8 +46,9 @@ class GoldenLoader:
             return '"packages"' in text
         if _DEPENDENCIES_KEY.search(text):
             return _all_pinned(text)
+        # A stray bad line must not hide the format: its error should name that line.
         lines = [s for s in (line.strip() for line in text.splitlines()) if s and s[0] != "#"]
-        return bool(lines) and all(_is_triple(line) for line in lines)
+        return any(_is_triple(line) for line in lines) and not any("://" in s for s in lines)
 
     def load(self, path: Path, text: str, *, platform: str, environment: str | None) -> Lock:
         head = text.lstrip()[:1]
