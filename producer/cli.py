@@ -9,15 +9,18 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
-from typing import NoReturn
+from typing import TYPE_CHECKING, NoReturn
 
 import click
 
+from producer.exit_codes import EXIT_INFRA, EXIT_USAGE
 from producer.outputs import FORMATS, PairedOutputCommand, destinations, emit
-from producer.report.model import EXIT_INFRA, EXIT_USAGE, build_report, lock_info
 from worker import __version__
-from worker.models import Lock
-from worker.snapshot.interface import SnapshotError, SnapshotSource
+from worker.snapshot.interface import SnapshotError
+
+if TYPE_CHECKING:
+    from worker.models import Lock
+    from worker.snapshot.interface import SnapshotSource
 
 SOURCE_HELP = (
     "How to read the environment: 'conda-meta' (default; reads conda-meta/*.json directly, "
@@ -246,6 +249,7 @@ def check(
         )
     if timeout is None:
         timeout = 60.0
+    from producer.report.model import build_report, lock_info
     from worker.compare import CompareOptions
     from worker.verify import verify_prefix
 

@@ -15,9 +15,10 @@ from typing import Any
 import click
 import rattler
 
+from producer.exit_codes import EXIT_INFRA, EXIT_USAGE
 from producer.fleet import FleetCheck, ProgressFn, Target, TargetError, match_hosts
 from producer.inventory import InventoryError, load_inventory
-from producer.report.model import EXIT_INFRA, EXIT_USAGE, Report, build_report, lock_info
+from producer.report.model import Report, build_report, lock_info
 from worker.broker import BrokerError, BrokerURL
 
 

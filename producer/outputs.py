@@ -12,12 +12,12 @@ import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 
-from producer.report import json as json_report
-from producer.report import junit, markdown, table
-from producer.report.model import Report
+if TYPE_CHECKING:
+    from producer.report.model import Report
 
 FORMATS = ("table", "json", "junit", "markdown")
 _BY_SUFFIX = {".xml": "junit", ".json": "json", ".md": "markdown", ".txt": "table"}
@@ -80,9 +80,22 @@ def destinations(ctx: click.Context) -> list[Destination]:
 
 
 def _renderer(fmt: str, *, color: bool, width: int) -> Callable[[Report], str]:
+    """Import only the renderer asked for: rich alone costs more than a whole check."""
     if fmt == "table":
+        from producer.report import table
+
         return lambda r: table.render(r, color=color, width=width)
-    return {"json": json_report.render, "junit": junit.render, "markdown": markdown.render}[fmt]
+    if fmt == "json":
+        from producer.report import json as json_report
+
+        return json_report.render
+    if fmt == "junit":
+        from producer.report import junit
+
+        return junit.render
+    from producer.report import markdown
+
+    return markdown.render
 
 
 def emit(report: Report, dests: Sequence[Destination]) -> None:

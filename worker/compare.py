@@ -12,15 +12,17 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from functools import lru_cache
-
-from packaging.requirements import InvalidRequirement, Requirement
-from packaging.version import InvalidVersion
-from packaging.version import Version as PepVersion
-from rattler import BuildString, MatchSpec, PackageRecord, Version, VersionSpec
+from typing import TYPE_CHECKING
 
 from worker.channels import canonical_channel, channel_display_name, mask_url
 from worker.models import Finding, FindingKind, Lock, LockedPackage, LockKind, Package
 from worker.snapshot.pip_dists import normalize_pypi_name
+
+if TYPE_CHECKING:
+    from rattler import MatchSpec, PackageRecord, Version
+
+# rattler and packaging are imported where they are needed: a clean check against a full
+# lock compares equal strings and never needs them, which keeps `check --local` start-up short.
 
 
 @dataclass(frozen=True)
@@ -164,6 +166,8 @@ def _shadowed(want: LockedPackage | None, conda_pkg: Package, pip_pkg: Package |
 
 @lru_cache(maxsize=65536)
 def _version(text: str) -> Version | None:
+    from rattler import Version
+
     try:
         return Version(text)
     except Exception:  # rattler raises its own exception types for unparsable versions
@@ -218,12 +222,16 @@ def _hash_problems(want: LockedPackage, have: Package) -> Iterable[tuple[Finding
 
 @lru_cache(maxsize=4096)
 def _matchspec(spec: str) -> MatchSpec:
+    from rattler import MatchSpec
+
     return MatchSpec(spec)
 
 
 def _spec_problems(
     spec: str, have: Package, ignore_build: bool
 ) -> Iterable[tuple[FindingKind, str]]:
+    from rattler import VersionSpec
+
     ms = _matchspec(spec)
     version = _version(have.version)
     if ms.version is not None and (version is None or not VersionSpec(ms.version).matches(version)):
@@ -239,6 +247,8 @@ def _spec_problems(
 
 
 def _record(pkg: Package) -> PackageRecord:
+    from rattler import BuildString, PackageRecord
+
     return PackageRecord(
         name=pkg.name,
         version=pkg.version,
@@ -251,6 +261,10 @@ def _record(pkg: Package) -> PackageRecord:
 
 
 def _check_pypi(want: LockedPackage, have: Package) -> Finding | None:
+    from packaging.requirements import InvalidRequirement, Requirement
+    from packaging.version import InvalidVersion
+    from packaging.version import Version as PepVersion
+
     ok = True
     if want.spec is not None:
         try:

@@ -11,8 +11,9 @@ import socket
 import tomllib
 from pathlib import Path
 
-from pydantic import BaseModel, Field, ValidationError
+from pydantic import Field, ValidationError
 
+from worker.models import Model
 from worker.snapshot.conda_meta import is_environment
 
 
@@ -20,7 +21,7 @@ class ConfigError(Exception):
     """The worker's configuration is unusable; the message names the file or option."""
 
 
-class WorkerConfig(BaseModel):
+class WorkerConfig(Model):
     host: str = Field(default_factory=socket.gethostname)
     environments: dict[str, str] = Field(default_factory=dict)  # name -> prefix
     default_environment: str | None = None

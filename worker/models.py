@@ -15,7 +15,17 @@ from pydantic import BaseModel, ConfigDict, Field
 Manager = Literal["conda", "pypi"]
 
 
-class Package(BaseModel):
+class Model(BaseModel):
+    """Base of every lockstep model.
+
+    Schemas are built on first use rather than at import: building them all costs more
+    than a whole local check, and most runs validate only a few of these types.
+    """
+
+    model_config = ConfigDict(defer_build=True)
+
+
+class Package(Model):
     """One installed package as conda itself would list it.
 
     `channel` is the channel's canonical base URL (no trailing slash, no subdir), or
@@ -40,7 +50,7 @@ class Package(BaseModel):
     clobbered: bool = False
 
 
-class Snapshot(BaseModel):
+class Snapshot(Model):
     """Everything one snapshot source saw in one prefix.
 
     `warnings` carries what conda would silently skip (malformed record names, dist-info
@@ -54,7 +64,7 @@ class Snapshot(BaseModel):
     warnings: list[str] = Field(default_factory=list)
 
 
-class LockedPackage(BaseModel):
+class LockedPackage(Model):
     """What a lock expects of one package.
 
     Full locks pin `version`/`build`/`channel`/hashes; spec files (environment.yml)
@@ -82,7 +92,7 @@ class LockKind(StrEnum):
     SPEC = "spec"  # constraints only: extras are reported only with --strict
 
 
-class Lock(BaseModel):
+class Lock(Model):
     """A normalized lock for one platform (and one environment, for pixi)."""
 
     source: str
@@ -106,7 +116,7 @@ class FindingKind(StrEnum):
     UNLOCKED_PIP = "UNLOCKED_PIP"
 
 
-class Finding(BaseModel):
+class Finding(Model):
     """One difference between the lock and the host; `expected`/`actual` are display strings."""
 
     kind: FindingKind
@@ -124,7 +134,7 @@ class Status(StrEnum):
     UNREACHABLE = "UNREACHABLE"
 
 
-class HostReport(BaseModel):
+class HostReport(Model):
     """The verdict for one host and one environment.
 
     Times are epoch seconds (floats) so the codec never needs a datetime type.

@@ -13,7 +13,9 @@ import time
 from typing import Any
 
 import redis
-from pydantic import BaseModel, Field
+from pydantic import Field
+
+from worker.models import Model
 
 PREFIX = "lockstep:"
 HOSTS_KEY = PREFIX + "hosts"  # sorted set: host -> last_seen epoch
@@ -37,7 +39,7 @@ def audit_key(audit_id: str) -> str:
     return f"{PREFIX}audit:{audit_id}"
 
 
-class HostInfo(BaseModel):
+class HostInfo(Model):
     host: str
     platform: str
     environments: dict[str, str] = Field(default_factory=dict)  # name -> prefix

@@ -10,8 +10,6 @@ from __future__ import annotations
 from fnmatch import fnmatch
 from pathlib import Path
 
-import rattler
-
 from producer.locks.conda_lock import CondaLockLoader
 from producer.locks.environment_yml import EnvironmentYmlLoader
 from producer.locks.explicit import ExplicitLoader
@@ -57,7 +55,11 @@ def load_lock(
         raise LockError(path, None, f"unknown lock format {fmt!r}; use one of {', '.join(FORMATS)}")
     text = read_text(path)
     loader = _BY_FORMAT[fmt] if fmt is not None else detect(path, text)
-    selected = platform or str(rattler.Subdir.current())
+    if platform is None:
+        import rattler
+
+        platform = str(rattler.Subdir.current())
+    selected = platform
     return loader.load(path, text, platform=selected, environment=environment)
 
 

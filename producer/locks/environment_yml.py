@@ -12,8 +12,6 @@ import re
 from collections.abc import Callable
 from pathlib import Path
 
-import rattler
-from packaging.requirements import InvalidRequirement, Requirement
 from yaml.nodes import MappingNode, Node, ScalarNode
 
 from producer.locks import yaml_nodes
@@ -105,6 +103,8 @@ def _check_platforms(path: Path, root: dict[str, Node], platform: str) -> None:
 
 
 def _conda_package(path: Path, line: int, spec: str) -> LockedPackage:
+    import rattler
+
     try:
         matcher = rattler.MatchSpec(spec).name
     except Exception as exc:  # rattler raises its own exception types for bad specs
@@ -136,6 +136,8 @@ def _pip_package(
     if text.startswith("-") or "://" in text.split("@", 1)[0] or text.startswith((".", "/")):
         notes.append(f"{path}:{line}: ignored pip line {text!r} (not a named requirement)")
         return None
+    from packaging.requirements import InvalidRequirement, Requirement
+
     try:
         requirement = Requirement(text)
     except InvalidRequirement as exc:

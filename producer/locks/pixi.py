@@ -9,9 +9,8 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import rattler
-from rattler.lock import CondaLockedBinaryPackage, PypiLockedPackage
 from yaml.nodes import Node
 
 from producer.locks import yaml_nodes
@@ -19,6 +18,10 @@ from producer.locks.interface import LockError
 from producer.locks.naming import hex_digest, pypi_name
 from worker.channels import canonical_channel, split_package_url
 from worker.models import Lock, LockedPackage, LockKind
+
+if TYPE_CHECKING:  # rattler is imported when a pixi.lock is read, not on every start-up
+    import rattler
+    from rattler.lock import CondaLockedBinaryPackage, PypiLockedPackage
 
 FORMAT = "pixi"
 DEFAULT_ENVIRONMENT = "default"
@@ -36,6 +39,8 @@ class PixiLoader:
         return _ENVIRONMENTS_KEY.search(text) is not None and _VERSION_KEY.search(text) is not None
 
     def load(self, path: Path, text: str, *, platform: str, environment: str | None) -> Lock:
+        from rattler import lock as rattler_lock
+
         lock_file = _read(path, text)
         name = environment or DEFAULT_ENVIRONMENT
         env = lock_file.environment(name)
@@ -53,9 +58,9 @@ class PixiLoader:
         notes: list[str] = []
         for package in env.packages(lock_platform) or []:
             line = lines.get(package.location)
-            if isinstance(package, CondaLockedBinaryPackage):
+            if isinstance(package, rattler_lock.CondaLockedBinaryPackage):
                 packages.append(_conda(package, line))
-            elif isinstance(package, PypiLockedPackage):
+            elif isinstance(package, rattler_lock.PypiLockedPackage):
                 packages.append(_pypi(package, line))
             else:
                 notes.append(
@@ -79,6 +84,8 @@ class PixiLoader:
 
 
 def _read(path: Path, text: str) -> rattler.LockFile:
+    import rattler
+
     try:
         return rattler.LockFile.from_path(path)
     except Exception as exc:  # rattler's ParseCondaLockError and I/O errors

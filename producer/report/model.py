@@ -10,20 +10,15 @@ from __future__ import annotations
 import time
 from collections import defaultdict
 
-from pydantic import BaseModel, Field
+from pydantic import ConfigDict, Field
 
-from worker.models import FindingKind, HostReport, Lock, Status
+from producer.exit_codes import EXIT_DRIFT, EXIT_OK, EXIT_UNVERIFIED
+from worker.models import FindingKind, HostReport, Lock, Model, Status
 
 SCHEMA = "lockstep.report/1"
 
-EXIT_OK = 0
-EXIT_DRIFT = 1
-EXIT_USAGE = 2
-EXIT_UNVERIFIED = 3
-EXIT_INFRA = 4
 
-
-class LockInfo(BaseModel):
+class LockInfo(Model):
     source: str
     format: str
     kind: str
@@ -33,7 +28,7 @@ class LockInfo(BaseModel):
     digest: str | None = None
 
 
-class Variant(BaseModel):
+class Variant(Model):
     """One actual state of a package and the hosts that are in it."""
 
     actual: str
@@ -41,14 +36,14 @@ class Variant(BaseModel):
     hosts: list[str]
 
 
-class MatrixRow(BaseModel):
+class MatrixRow(Model):
     name: str
     manager: str
     expected: str | None
     variants: list[Variant]
 
 
-class Summary(BaseModel):
+class Summary(Model):
     targeted: int
     ok: int
     drift: int
@@ -57,7 +52,7 @@ class Summary(BaseModel):
     findings: int
 
 
-class Report(BaseModel):
+class Report(Model):
     schema_: str = Field(default=SCHEMA, alias="schema")
     generated_at: float
     lock: LockInfo | None
@@ -66,7 +61,7 @@ class Report(BaseModel):
     matrix: list[MatrixRow]
     exit_code: int
 
-    model_config = {"populate_by_name": True}
+    model_config = ConfigDict(defer_build=True, populate_by_name=True)
 
 
 def lock_info(lock: Lock, digest: str | None = None) -> LockInfo:

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
-from worker.models import Snapshot
+if TYPE_CHECKING:
+    from worker.models import Snapshot
 
 
 class SnapshotError(Exception):
