@@ -13,6 +13,7 @@ import statistics
 import sys
 import tempfile
 import time
+from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -52,7 +53,7 @@ def payload_sizes(tmp: Path) -> list[tuple[str, int, int, int]]:
     from producer.locks.detect import load_lock
 
     lock = load_lock(lock_path, platform="linux-64")
-    drifted = [p.model_copy(update={"version": p.version + ".1"}) for p in snap.packages[:50]]
+    drifted = [replace(p, version=p.version + ".1") for p in snap.packages[:50]]
     findings = compare(drifted + snap.packages[50:], lock)
     report = HostReport(host="web-1", status=Status.DRIFT, findings=findings, packages=1000)
     data = report.model_dump(mode="json")

@@ -249,17 +249,23 @@ def check(
         )
     if timeout is None:
         timeout = 60.0
+    import time
+
     from producer.report.model import build_report, lock_info
     from worker.compare import CompareOptions
-    from worker.verify import verify_prefix
+    from worker.verify import judge, take_snapshot
 
+    started = time.perf_counter()
     target = resolve_prefix(prefix, env_name)
-    snapshot_source = make_source(source, timeout)
-    lock = _load_lock(Path(lock_path), lock_format, platform or _prefix_platform(target), lock_env)
+    snap = take_snapshot(make_source(source, timeout), target)
+    if platform is None and not isinstance(snap, SnapshotError):
+        platform = snap.platform  # pick the lock section this environment was built for
+    lock = _load_lock(Path(lock_path), lock_format, platform, lock_env)
     options = CompareOptions(
         strict=strict, ignore=frozenset(ignore), ignore_build=frozenset(ignore_build)
     )
-    host_report = verify_prefix(target, lock, snapshot_source, options, environment=env_name)
+    host_report = judge(snap, lock, options, environment=env_name, started=started)
+    host_report.prefix = str(target)
     report = build_report(lock_info(lock), [host_report])
     emit(report, destinations(ctx))
     if host_report.error:

@@ -7,6 +7,7 @@ import contextlib
 import datetime as dt
 import pickle
 from collections.abc import Callable
+from dataclasses import asdict
 from typing import Any, cast
 
 import brotli
@@ -55,17 +56,19 @@ def _snapshot(packages: int = 1000) -> dict[str, Any]:
     return {
         "host": "web-017",
         "packages": [
-            Package(
-                name=f"pkg-{i}",
-                version=f"{i % 7}.{i % 13}.{i % 3}",
-                build=f"py311h{i:07x}_{i % 4}",
-                build_number=i % 4,
-                channel="https://conda.anaconda.org/conda-forge",
-                subdir="linux-64" if i % 2 else "noarch",
-                md5=f"{i:032x}",
-                sha256=f"{i * 7919:064x}",
-                url=f"https://conda.anaconda.org/conda-forge/linux-64/pkg-{i}-1.0-h_0.conda",
-            ).model_dump(mode="json")
+            asdict(
+                Package(
+                    name=f"pkg-{i}",
+                    version=f"{i % 7}.{i % 13}.{i % 3}",
+                    build=f"py311h{i:07x}_{i % 4}",
+                    build_number=i % 4,
+                    channel="https://conda.anaconda.org/conda-forge",
+                    subdir="linux-64" if i % 2 else "noarch",
+                    md5=f"{i:032x}",
+                    sha256=f"{i * 7919:064x}",
+                    url=f"https://conda.anaconda.org/conda-forge/linux-64/pkg-{i}-1.0-h_0.conda",
+                )
+            )
             for i in range(packages)
         ],
     }

@@ -9,6 +9,7 @@ known-good host as the lock for the others.
 from __future__ import annotations
 
 import tempfile
+from dataclasses import replace
 from pathlib import Path
 
 from hypothesis import HealthCheck, given, settings
@@ -100,12 +101,12 @@ def test_one_change_yields_exactly_that_finding(
     victim = data.draw(st.sampled_from(conda))
     kind = data.draw(st.sampled_from([FindingKind.VERSION, FindingKind.BUILD, FindingKind.CHANNEL]))
     if kind is FindingKind.VERSION:
-        changed = victim.model_copy(update={"version": victim.version + ".1"})
+        changed = replace(victim, version=victim.version + ".1")
     elif kind is FindingKind.BUILD:
-        changed = victim.model_copy(update={"build": victim.build + "x"})
+        changed = replace(victim, build=victim.build + "x")
     else:
         other = data.draw(st.sampled_from([c for c in CHANNELS if c != victim.channel]))
-        changed = victim.model_copy(update={"channel": other})
+        changed = replace(victim, channel=other)
     drifted = [changed if p is victim else p for p in packages]
     findings = compare(drifted, lock)
     assert [(f.kind, f.name) for f in findings] == [(kind, victim.name)]

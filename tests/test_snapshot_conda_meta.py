@@ -137,3 +137,27 @@ def test_prefix_without_python_lists_no_pip_packages(prefix: Path) -> None:
     (prefix / "conda-meta" / "python-3.11.7-h1234_0_cpython.json").unlink()
     snap = CondaMetaSource().snapshot(prefix)
     assert all(p.manager == "conda" for p in snap.packages)
+
+
+def test_cached_source_sees_every_kind_of_change(prefix: Path) -> None:
+    source = CondaMetaSource(cache=True)
+    first = source.snapshot(prefix)
+    assert source.snapshot(prefix).packages == first.packages
+    record = prefix / "conda-meta" / "openssl-3.3.1-h4ab18f5_0.json"
+    # same size, same name: only the md5 changes, written in place
+    text = record.read_text()
+    md5 = json.loads(text)["md5"]
+    record.write_text(text.replace(md5, md5[::-1]))
+    by_name = {p.name: p for p in source.snapshot(prefix).packages}
+    assert by_name["openssl"].md5 == md5[::-1]
+    # a pip package appears in site-packages: conda-meta is untouched
+    dist = prefix / SITE / "leftpad-1.0.dist-info"
+    dist.mkdir()
+    (dist / "METADATA").write_text("Name: leftpad\nVersion: 1.0\n")
+    (dist / "RECORD").write_text("")
+    assert "leftpad" in {p.name for p in source.snapshot(prefix).packages}
+    # a record disappears
+    (prefix / "conda-meta" / "tzdata-2024a-h0c530f3_0.json").unlink()
+    assert "tzdata" not in {p.name for p in source.snapshot(prefix).packages}
+    # and the result always equals a fresh, uncached read
+    assert source.snapshot(prefix) == CondaMetaSource().snapshot(prefix)

@@ -9,6 +9,7 @@ is reduced to one canonical base URL, and conda's own display name is derived fr
 from __future__ import annotations
 
 import re
+from functools import lru_cache
 from urllib.parse import urlsplit, urlunsplit
 
 CHANNEL_ALIAS = "https://conda.anaconda.org"
@@ -44,6 +45,7 @@ _ARCHIVE_SUFFIXES = (".conda", ".tar.bz2")
 _TOKEN_RE = re.compile(r"/t/[^/]+")
 
 
+@lru_cache(maxsize=1024)
 def canonical_channel(channel: str) -> str:
     """Reduce any spelling of a channel to its base URL without subdir or trailing slash."""
     value = channel.strip().rstrip("/")

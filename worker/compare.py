@@ -61,7 +61,7 @@ def compare(
                 findings.append(_missing(want, have_pip))
             elif have.clobbered or have_pip is not None:
                 findings.append(_shadowed(want, have, have_pip))
-            else:
+            elif not _identical(want, have):
                 finding = _check_conda(want, have, want.name in opts.ignore_build)
                 if finding:
                     findings.append(finding)
@@ -209,6 +209,26 @@ def _check_conda(want: LockedPackage, have: Package, ignore_build: bool) -> Find
         actual=describe(have),
         message="; ".join(dict.fromkeys(msg for _, msg in problems)),
     )
+
+
+def _identical(want: LockedPackage, have: Package) -> bool:
+    """The common case, decided with string equality alone: the exact pinned artifact.
+
+    Anything short of identical goes to `_check_conda`, which applies conda's semantics.
+    """
+    if want.spec is not None or want.version != have.version:
+        return False
+    if want.build and want.build != have.build:
+        return False
+    if want.subdir and have.subdir and want.subdir != have.subdir:
+        return False
+    if want.channel and have.channel and canonical_channel(want.channel) != have.channel:
+        return False
+    if want.sha256 and have.sha256:
+        return want.sha256 == have.sha256 or want.sha256.lower() == have.sha256.lower()
+    if want.md5 and have.md5:
+        return want.md5 == have.md5 or want.md5.lower() == have.md5.lower()
+    return True
 
 
 def _hash_problems(want: LockedPackage, have: Package) -> Iterable[tuple[FindingKind, str]]:

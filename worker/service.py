@@ -130,7 +130,7 @@ def source_for(config: WorkerConfig) -> SnapshotSource:
     if config.source == "conda-meta":
         from worker.snapshot.conda_meta import CondaMetaSource
 
-        return CondaMetaSource()
+        return CondaMetaSource(cache=True)
     from worker.snapshot.conda_cli import CondaCliSource
 
     return CondaCliSource(config.source, timeout=config.source_timeout)

@@ -12,8 +12,50 @@ from pathlib import Path
 
 from worker import __version__
 from worker.compare import CompareOptions, compare
-from worker.models import HostReport, Lock, Status
+from worker.models import HostReport, Lock, Snapshot, Status
 from worker.snapshot.interface import SnapshotError, SnapshotSource
+
+
+def judge(
+    snapshot: Snapshot | SnapshotError,
+    lock: Lock,
+    options: CompareOptions | None = None,
+    *,
+    host: str | None = None,
+    environment: str | None = None,
+    lock_digest: str | None = None,
+    started: float | None = None,
+) -> HostReport:
+    """A broken environment is an ERROR verdict, not a crash."""
+    report = HostReport(
+        host=host or socket.gethostname(),
+        status=Status.ERROR,
+        environment=environment,
+        lock_source=lock.source,
+        lock_digest=lock_digest,
+        checked_at=time.time(),
+        lockstep_version=__version__,
+    )
+    if isinstance(snapshot, SnapshotError):
+        report.error = str(snapshot)
+    else:
+        findings = compare(snapshot.packages, lock, options)
+        report.status = Status.DRIFT if findings else Status.OK
+        report.prefix = snapshot.prefix
+        report.findings = findings
+        report.packages = len(snapshot.packages)
+        report.platform = snapshot.platform
+        report.warnings = snapshot.warnings
+    if started is not None:
+        report.duration_ms = round((time.perf_counter() - started) * 1000, 3)
+    return report
+
+
+def take_snapshot(source: SnapshotSource, prefix: Path) -> Snapshot | SnapshotError:
+    try:
+        return source.snapshot(prefix)
+    except SnapshotError as exc:
+        return exc
 
 
 def verify_prefix(
@@ -26,28 +68,15 @@ def verify_prefix(
     environment: str | None = None,
     lock_digest: str | None = None,
 ) -> HostReport:
-    """Never raises for a broken environment: that is an ERROR verdict, not a crash."""
     started = time.perf_counter()
-    report = HostReport(
-        host=host or socket.gethostname(),
-        status=Status.ERROR,
+    report = judge(
+        take_snapshot(source, prefix),
+        lock,
+        options,
+        host=host,
         environment=environment,
-        prefix=str(prefix),
-        lock_source=lock.source,
         lock_digest=lock_digest,
-        checked_at=time.time(),
-        lockstep_version=__version__,
+        started=started,
     )
-    try:
-        snap = source.snapshot(prefix)
-    except SnapshotError as exc:
-        report.error = str(exc)
-    else:
-        findings = compare(snap.packages, lock, options)
-        report.status = Status.DRIFT if findings else Status.OK
-        report.findings = findings
-        report.packages = len(snap.packages)
-        report.platform = snap.platform
-        report.warnings = snap.warnings
-    report.duration_ms = round((time.perf_counter() - started) * 1000, 3)
+    report.prefix = str(prefix)
     return report
