@@ -35,6 +35,12 @@ Locally, with no broker at all (the environment of this shell, or -n / -p):
   lockstep check --local --lock conda-lock.yml
   lockstep check --local -p /opt/conda/envs/prod --lock pixi.lock --environment prod
 
+\b
+Across the fleet, through Redis (run `lockstep worker` on each host first):
+  lockstep check --broker redis://queue:6379/0 --lock conda-lock.yml --hosts 'web-*'
+  lockstep check --broker ... --lock conda-lock.yml --all -f junit -o report.xml -f table
+Hosts that do not answer within --timeout are UNREACHABLE; Ctrl-C reports what arrived.
+
 Lock formats are detected from the content: conda-lock.yml, @EXPLICIT files,
 environment.yml (constraints only: extras are reported with --strict), pixi.lock v6/v7,
 and golden-host files (`conda list --json`, `conda list --export`, `conda env export`).

@@ -386,3 +386,34 @@ def test_tampered_lock_is_refused_by_the_worker(fleet: Fleet, tmp_path: Path) ->
     (report,) = check.run([Target("f-clean", fresh)]).reports
     assert report.status is Status.ERROR
     assert "does not match its digest" in (report.error or "")
+
+
+def test_progress_bar_on_a_terminal(fleet: Fleet) -> None:
+    """On a terminal, stderr shows hosts answered / targeted while collecting."""
+    import os
+    import pty
+
+    master, slave = pty.openpty()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "producer.cli", "check", "--broker", fleet.broker.url,
+         "--lock", str(fleet.lock), "--hosts", "f-clean,f-gone", "--timeout", "4",
+         "--format", "json"],
+        stdout=subprocess.PIPE, stderr=slave, text=True,
+    )
+    os.close(slave)
+    seen = b""
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        try:
+            chunk = os.read(master, 4096)
+        except OSError:
+            break  # the child closed the terminal
+        if not chunk:
+            break
+        seen += chunk
+    out, _ = proc.communicate(timeout=30)
+    os.close(master)
+    text = seen.decode(errors="replace")
+    assert "collecting verdicts" in text
+    assert "1/2" in text
+    assert json.loads(out)["summary"]["unreachable"] == 1

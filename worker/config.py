@@ -11,7 +11,7 @@ import socket
 import tomllib
 from pathlib import Path
 
-from pydantic import Field, ValidationError
+from pydantic import ConfigDict, Field, ValidationError
 
 from worker.models import Model
 from worker.snapshot.conda_meta import is_environment
@@ -22,6 +22,8 @@ class ConfigError(Exception):
 
 
 class WorkerConfig(Model):
+    model_config = ConfigDict(extra="forbid")  # a typo in worker.toml must not pass silently
+
     host: str = Field(default_factory=socket.gethostname)
     environments: dict[str, str] = Field(default_factory=dict)  # name -> prefix
     default_environment: str | None = None
