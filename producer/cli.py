@@ -8,8 +8,9 @@ commands that need them.
 from __future__ import annotations
 
 import sys
+from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn, TypeVar
 
 import click
 
@@ -19,8 +20,11 @@ from worker import __version__
 from worker.snapshot.interface import SnapshotError
 
 if TYPE_CHECKING:
+    from producer.fleet_cli import FleetRequest
     from worker.models import Lock
     from worker.snapshot.interface import SnapshotSource
+
+F = TypeVar("F", bound=Callable[..., Any])
 
 SOURCE_HELP = (
     "How to read the environment: 'conda-meta' (default; reads conda-meta/*.json directly, "
@@ -84,6 +88,28 @@ def resolve_prefix(prefix: str | None, name: str | None) -> Path:
         return envs.current_prefix()
     except SnapshotError as exc:
         fail(str(exc))
+
+
+def broker_options(*, required: bool) -> Callable[[F], F]:
+    """--broker and --master-name, spelled and documented once for every fleet command."""
+
+    def apply(func: F) -> F:
+        func = click.option(
+            "--master-name",
+            envvar="LOCKSTEP_SENTINEL_MASTER",
+            help="Sentinel master name (default: mymaster) [env: LOCKSTEP_SENTINEL_MASTER].",
+        )(func)
+        return click.option(
+            "--broker",
+            envvar="LOCKSTEP_BROKER",
+            required=required,
+            metavar="URL",
+            help="Redis broker: redis://, rediss:// (certificates verified), "
+            "redis+socket:///path or sentinel://h1:26379;sentinel://h2:26379 "
+            "[env: LOCKSTEP_BROKER].",
+        )(func)
+
+    return apply
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
@@ -156,19 +182,7 @@ def main() -> None:
     type=click.Path(dir_okay=False),
     help="File for the preceding --format (repeatable).",
 )
-@click.option(
-    "--broker",
-    envvar="LOCKSTEP_BROKER",
-    metavar="URL",
-    help="Redis broker: redis://, rediss:// (certificates verified), "
-    "redis+socket:///path or sentinel://h1:26379;sentinel://h2:26379 "
-    "[env: LOCKSTEP_BROKER].",
-)
-@click.option(
-    "--master-name",
-    envvar="LOCKSTEP_SENTINEL_MASTER",
-    help="Sentinel master name (default: mymaster).",
-)
+@broker_options(required=False)
 @click.option(
     "--hosts",
     multiple=True,
@@ -237,21 +251,28 @@ def check(
                 "no broker configured: pass --broker URL (or set LOCKSTEP_BROKER), "
                 "or --local to verify this machine"
             )
+        from producer.fleet_cli import FleetRequest, parse_broker
+
         _fleet(
             ctx,
-            broker=broker,
-            master_name=master_name,
-            lock_path=Path(lock_path),
-            lock_format=lock_format,
-            lock_env=lock_env,
-            platform=platform,
-            hosts=hosts + single_hosts,
-            all_hosts=all_hosts,
-            groups=groups,
-            inventory=inventory,
-            env=fleet_env,
-            timeout=30.0 if timeout is None else timeout,
-            options={"strict": strict, "ignore": list(ignore), "ignore_build": list(ignore_build)},
+            FleetRequest(
+                broker=parse_broker(broker, master_name),
+                lock_path=Path(lock_path),
+                hosts=hosts + single_hosts,
+                all_hosts=all_hosts,
+                groups=groups,
+                inventory=inventory,
+                env=fleet_env,
+                timeout=30.0 if timeout is None else timeout,
+                lock_format=None if lock_format == "auto" else lock_format,
+                lock_environment=lock_env,
+                platform=platform,
+                options={
+                    "strict": strict,
+                    "ignore": list(ignore),
+                    "ignore_build": list(ignore_build),
+                },
+            ),
         )
     if timeout is None:
         timeout = 60.0
@@ -279,44 +300,14 @@ def check(
     sys.exit(report.exit_code)
 
 
-def _fleet(
-    ctx: click.Context,
-    *,
-    broker: str,
-    master_name: str | None,
-    lock_path: Path,
-    lock_format: str,
-    lock_env: str | None,
-    platform: str | None,
-    hosts: tuple[str, ...],
-    all_hosts: bool,
-    groups: tuple[str, ...],
-    inventory: Path | None,
-    env: str | None,
-    timeout: float,
-    options: dict[str, object],
-) -> NoReturn:
+def _fleet(ctx: click.Context, request: FleetRequest) -> NoReturn:
     from producer.fleet import TargetError
-    from producer.fleet_cli import parse_broker, run_fleet_check
+    from producer.fleet_cli import run_fleet_check
     from producer.locks.interface import LockError
     from worker.broker import BrokerError
 
-    url = parse_broker(broker, master_name)
     try:
-        report = run_fleet_check(
-            broker=url,
-            lock_path=lock_path,
-            lock_format=None if lock_format == "auto" else lock_format,
-            lock_environment=lock_env,
-            platform=platform,
-            hosts=hosts,
-            all_hosts=all_hosts,
-            groups=groups,
-            inventory=inventory,
-            env=env,
-            timeout=timeout,
-            options=options,
-        )
+        report = run_fleet_check(request)
     except BrokerError as exc:
         fail(str(exc), EXIT_INFRA)
     except (TargetError, LockError) as exc:
@@ -397,14 +388,7 @@ def snapshot(
 
 
 @main.command()
-@click.option(
-    "--broker",
-    envvar="LOCKSTEP_BROKER",
-    required=True,
-    metavar="URL",
-    help="Redis broker URL [env: LOCKSTEP_BROKER].",
-)
-@click.option("--master-name", envvar="LOCKSTEP_SENTINEL_MASTER", help="Sentinel master name.")
+@broker_options(required=True)
 @click.option(
     "--hostname",
     help="Name this host registers and is targeted under (default: the machine's host name).",
@@ -518,14 +502,7 @@ def _host_platform() -> str:
 
 
 @main.command()
-@click.option(
-    "--broker",
-    envvar="LOCKSTEP_BROKER",
-    required=True,
-    metavar="URL",
-    help="Redis broker URL [env: LOCKSTEP_BROKER].",
-)
-@click.option("--master-name", envvar="LOCKSTEP_SENTINEL_MASTER", help="Sentinel master name.")
+@broker_options(required=True)
 @click.option(
     "--format", "fmt", type=click.Choice(["table", "json"]), default="table", show_default=True
 )

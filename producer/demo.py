@@ -112,7 +112,7 @@ def wait_registered(
 
 
 def run_demo(examples_dir: Path | None, timeout: float) -> int:
-    from producer.fleet_cli import run_fleet_check
+    from producer.fleet_cli import FleetRequest, run_fleet_check
 
     examples = find_examples(examples_dir)
     procs: list[subprocess.Popen[bytes]] = []
@@ -134,18 +134,12 @@ def run_demo(examples_dir: Path | None, timeout: float) -> int:
                     err=True,
                 )
                 report = run_fleet_check(
-                    broker=broker,
-                    lock_path=examples / "conda-lock.yml",
-                    lock_format=None,
-                    lock_environment=None,
-                    platform=None,
-                    hosts=("demo-web-*", SILENT_HOST),
-                    all_hosts=False,
-                    groups=(),
-                    inventory=None,
-                    env=None,
-                    timeout=timeout,
-                    options={},
+                    FleetRequest(
+                        broker=broker,
+                        lock_path=examples / "conda-lock.yml",
+                        hosts=("demo-web-*", SILENT_HOST),
+                        timeout=timeout,
+                    )
                 )
                 emit(report, [Destination("table", None)])
                 click.echo(

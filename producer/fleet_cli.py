@@ -9,6 +9,7 @@ import sys
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -101,43 +102,47 @@ def progress_bar(enabled: bool) -> Iterator[ProgressFn | None]:
         yield update
 
 
-def run_fleet_check(
-    *,
-    broker: BrokerURL,
-    lock_path: Path,
-    lock_format: str | None,
-    lock_environment: str | None,
-    platform: str | None,
-    hosts: tuple[str, ...],
-    all_hosts: bool,
-    groups: tuple[str, ...],
-    inventory: Path | None,
-    env: str | None,
-    timeout: float,
-    options: dict[str, Any],
-) -> Report:
+@dataclass(frozen=True)
+class FleetRequest:
+    """Everything one fleet audit needs, as the CLI (or the demo) gathered it."""
+
+    broker: BrokerURL
+    lock_path: Path
+    hosts: tuple[str, ...] = ()
+    all_hosts: bool = False
+    groups: tuple[str, ...] = ()
+    inventory: Path | None = None
+    env: str | None = None
+    timeout: float = 30.0
+    lock_format: str | None = None
+    lock_environment: str | None = None
+    platform: str | None = None
+    options: dict[str, Any] = field(default_factory=dict)
+
+
+def run_fleet_check(req: FleetRequest) -> Report:
     """Raises BrokerError (exit 4), TargetError (exit 2) or LockError (exit 2)."""
-    broker.ping()
+    req.broker.ping()
     check = FleetCheck(
-        broker,
-        timeout=timeout,
-        platform_default=platform or str(rattler.Platform.current()),
-        lock_format=lock_format,
-        lock_environment=lock_environment,
-        options=options,
+        req.broker,
+        timeout=req.timeout,
+        platform_default=req.platform or str(rattler.Platform.current()),
+        lock_format=req.lock_format,
+        lock_environment=req.lock_environment,
+        options=req.options,
     )
     targets, warnings = build_targets(
         check,
-        lock_path=lock_path,
-        hosts=hosts,
-        all_hosts=all_hosts,
-        groups=groups,
-        inventory=inventory,
-        env=env,
+        lock_path=req.lock_path,
+        hosts=req.hosts,
+        all_hosts=req.all_hosts,
+        groups=req.groups,
+        inventory=req.inventory,
+        env=req.env,
     )
     for warning in warnings:
         click.echo(f"lockstep: warning: {warning}", err=True)
-    _fail_fast_on_bad_lock(lock_path, lock_format, lock_environment, check)
+    _fail_fast_on_bad_lock(req.lock_path, req.lock_format, req.lock_environment, check)
     with progress_bar(sys.stderr.isatty()) as progress:
         outcome = check.run(targets, progress)
     if outcome.interrupted:
