@@ -189,3 +189,17 @@ def test_ignore_and_ignore_build() -> None:
     assert kinds(compare(env, lock, CompareOptions(ignore_build=frozenset({"numpy"})))) == [
         ("ca-certificates", FindingKind.VERSION)
     ]
+
+
+def test_credentials_in_channel_urls_neither_matter_nor_show() -> None:
+    from worker.channels import canonical_channel, mask_url
+
+    with_token = "https://conda.anaconda.org/t/tk-123-abc/conda-forge/linux-64/"
+    with_user = "https://bob:s3cret@repo.example.com/conda/main"
+    assert canonical_channel(with_token) == "https://conda.anaconda.org/conda-forge"
+    assert canonical_channel(with_user) == "https://repo.example.com/conda/main"
+    assert "tk-123" not in mask_url(with_token + "x.conda")
+    assert "s3cret" not in mask_url(with_user) and "***@repo.example.com" in mask_url(with_user)
+    have = pkg("numpy", "1.26.4", channel=canonical_channel(with_token))
+    want = locked(pkg("numpy", "1.26.4"), channel="conda-forge")
+    assert compare([have], full(want)) == []

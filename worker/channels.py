@@ -62,6 +62,8 @@ def canonical_channel(channel: str) -> str:
             value = "file://" + value
         else:
             return f"{CHANNEL_ALIAS}/{value}"
+    if "@" in value or "/t/" in value:
+        value = mask_url(value, hide=True)  # credentials are not part of a channel's identity
     head, _, last = value.rpartition("/")
     if last in KNOWN_SUBDIRS and "://" in head and head.split("://", 1)[1]:
         value = head

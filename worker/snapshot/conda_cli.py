@@ -13,7 +13,7 @@ import subprocess
 from pathlib import Path
 from typing import Any
 
-from worker.channels import PYPI, canonical_channel, split_package_url
+from worker.channels import PYPI, canonical_channel, mask_url, split_package_url
 from worker.models import Package, Snapshot
 from worker.snapshot.interface import SnapshotError
 
@@ -127,5 +127,5 @@ def package_from_list_entry(entry: dict[str, Any]) -> Package:
         subdir=subdir,
         md5=entry.get("md5") or None,
         sha256=entry.get("sha256") or None,
-        url=url,
+        url=mask_url(str(url)) if url else None,
     )

@@ -22,7 +22,7 @@ from pathlib import Path
 
 import msgspec
 
-from worker.channels import PYPI, canonical_channel, split_package_url
+from worker.channels import PYPI, canonical_channel, mask_url, split_package_url
 from worker.models import Package, Snapshot
 from worker.snapshot import pip_dists
 from worker.snapshot.interface import SnapshotError
@@ -236,7 +236,7 @@ def _package(rec: _Record) -> Package:
         subdir=rec.subdir or subdir,
         md5=rec.md5 or None,
         sha256=rec.sha256 or None,
-        url=rec.url or None,
+        url=mask_url(rec.url) if rec.url else None,
         clobbered=False,
     )
 
