@@ -115,3 +115,9 @@ def test_matrix_groups_hosts_by_what_they_have() -> None:
     (row,) = report.matrix
     assert row.expected == "1.26.4"
     assert [(x.actual, x.hosts) for x in row.variants] == [("1.26.5", ["a", "b"]), ("2.0", ["c"])]
+
+
+def test_table_shows_every_finding_kind() -> None:
+    from producer.report.table import DISPLAY_ORDER
+
+    assert sorted(DISPLAY_ORDER) == sorted(FindingKind)

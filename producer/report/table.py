@@ -25,6 +25,17 @@ STATUS_STYLE = {
     Status.UNREACHABLE: "bold magenta",
 }
 _LIST_OK_HOSTS_UP_TO = 30
+# What breaks a deploy first: absent or different packages, then pip damage, then extras.
+DISPLAY_ORDER = (
+    FindingKind.MISSING,
+    FindingKind.VERSION,
+    FindingKind.BUILD,
+    FindingKind.CHANNEL,
+    FindingKind.HASH,
+    FindingKind.PIP_SHADOWS_CONDA,
+    FindingKind.UNLOCKED_PIP,
+    FindingKind.EXTRA,
+)
 
 
 def render(report: Report, *, color: bool = False, width: int = 120) -> str:
@@ -69,7 +80,7 @@ def _single_host(console: Console, host: HostReport) -> None:
     by_kind: dict[FindingKind, list[Finding]] = defaultdict(list)
     for f in host.findings:
         by_kind[f.kind].append(f)
-    for kind in FindingKind:
+    for kind in DISPLAY_ORDER:
         found = by_kind.get(kind)
         if not found:
             continue
