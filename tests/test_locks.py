@@ -2,10 +2,16 @@
 
 from __future__ import annotations
 
+import ast
+import inspect
+import subprocess
+import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 
+from producer.locks import conda_lock, detect, records, signatures
 from producer.locks.conda_lock import CondaLockLoader
 from producer.locks.detect import FORMATS, load_lock
 from producer.locks.interface import LockError
@@ -563,3 +569,178 @@ def test_crlf_files_read_like_lf(tmp_path: Path) -> None:
         assert load_lock(path, platform="linux-64").packages == (
             load_lock(source, platform="linux-64").packages
         )
+
+
+# --- records are built without validation, so they must be what validation would build ---------
+
+GOLDEN_ENV_EXPORT = (
+    "name: prod\nchannels:\n  - conda-forge\ndependencies:\n"
+    "  - conda-forge::numpy=1.26.4=py311h64a7726_0\n  - python=3.10\n  - pip:\n"
+    "    - foo==1.0\n"
+)
+
+
+def every_sample_lock(tmp_path: Path) -> list[Lock]:
+    locks = [load_lock(path, platform="linux-64") for path in sorted(SAMPLES)]
+    locks.append(
+        load_lock(
+            PUBLIC / "conda-lock-install-with-pip-deps/conda-lock.yml", platform="linux-aarch64"
+        )
+    )
+    locks.append(
+        load_lock(write(tmp_path, "environment.yml", GOLDEN_ENV_EXPORT), platform="linux-64")
+    )
+    return locks
+
+
+def test_constructed_packages_are_valid_models(tmp_path: Path) -> None:
+    locks = every_sample_lock(tmp_path)
+    assert {lock.format for lock in locks} == set(FORMATS)
+    for lock in locks:
+        for package in lock.packages:
+            assert LockedPackage.model_validate(package.model_dump()) == package, package
+            assert set(package.__dict__) == set(LockedPackage.model_fields)
+            for value in package.__dict__.values():
+                assert value is None or type(value) in (str, int), (package, value)
+
+
+def test_constructed_locks_are_valid_models(tmp_path: Path) -> None:
+    for lock in every_sample_lock(tmp_path):
+        assert Lock.model_validate(lock.model_dump()) == lock, lock.source
+        assert set(lock.__dict__) == set(Lock.model_fields)
+        assert type(lock.kind) is LockKind
+
+
+def test_record_builders_take_every_model_field() -> None:
+    """model_construct fills no gap: a field added to a model must be added to its builder."""
+    assert set(inspect.signature(records.locked_package).parameters) == set(
+        LockedPackage.model_fields
+    )
+    assert set(inspect.signature(records.lock).parameters) == set(Lock.model_fields)
+
+
+def test_record_builders_match_validating_constructors() -> None:
+    kwargs: dict[str, Any] = {"name": "numpy", "version": "1.26.4", "md5": NUMPY_MD5, "line": 3}
+    assert records.locked_package(**kwargs) == LockedPackage(**kwargs)
+    built = records.lock(
+        source="x", format="explicit", kind=LockKind.FULL, platform="linux-64", packages=[]
+    )
+    assert built == Lock(
+        source="x", format="explicit", kind=LockKind.FULL, platform="linux-64", packages=[]
+    )
+    assert built.channels == [] and built.notes == [] and built.environment is None
+
+
+# --- the line scanner reads plain conda-lock YAML, whatever its spacing ------------------------
+
+
+def test_conda_lock_scanner_reads_spacing_and_nulls_like_yaml(tmp_path: Path) -> None:
+    text = (GOOD / "conda-lock.yml").read_text()
+    text = text.replace("  version: 1.26.4\n", "  version:    1.26.4\n")
+    text = text.replace("  category: main\n", "  category: ~\n")
+    text = text.replace("  optional: false\n", "  optional:\n")
+    path = write(tmp_path, "conda-lock.yml", text)
+    fast = conda_lock._load_fast(path, text)
+    assert fast is not None  # still the line scanner's
+    root = conda_lock._root(path, text)
+    composed = conda_lock._build(path, root, conda_lock._entries_from_nodes(path, root), "linux-64")
+    assert conda_lock._build(path, *fast, "linux-64") == composed
+    assert by_name(composed)["numpy"].version == "1.26.4"
+
+
+@pytest.mark.parametrize(
+    "change",
+    [
+        ("  version: 1.26.4\n", "  version:\t1.26.4\n"),  # a tab after the colon
+        ("  version: 1.26.4\n", "  version: |\n    1.26.4\n"),  # a block scalar
+        ("  version: 1.26.4\n", "  version: &v 1.26.4\n"),  # an anchor
+        ("  version: 1.26.4\n", '  version: "1.26.\\u0034"\n'),  # an escape
+        ("- name: numpy\n", "- name: numpy\n  -\n"),
+    ],
+)
+def test_conda_lock_scanner_leaves_what_it_does_not_read_to_yaml(
+    tmp_path: Path, change: tuple[str, str]
+) -> None:
+    text = (GOOD / "conda-lock.yml").read_text()
+    assert change[0] in text
+    text = text.replace(change[0], change[1], 1)
+    assert conda_lock._load_fast(write(tmp_path, "conda-lock.yml", text), text) is None
+
+
+def test_conda_lock_non_ascii_text_uses_the_scanner_and_control_characters_do_not(
+    tmp_path: Path,
+) -> None:
+    text = (GOOD / "conda-lock.yml").read_text()
+    accented = text.replace("category: main", "category: mäin")
+    assert conda_lock._load_fast(tmp_path / "a.yml", accented) is not None
+    for bad in ("\x0b", "\x7f", "\r", "\u2028"):
+        broken = text.replace("category: main", f"category: ma{bad}in", 1)
+        assert conda_lock._load_fast(tmp_path / "b.yml", broken) is None, repr(bad)
+
+
+# --- detection looks at the head of a file and imports only the chosen loader ------------------
+
+
+def test_detection_reads_only_the_head(tmp_path: Path) -> None:
+    header = "# padding\n" * (signatures.HEAD_LIMIT // 10 + 1)
+    explicit = (DATA / "prefix-good-pip.explicit-md5.txt").read_text()
+    assert not signatures.explicit(signatures.head(header + explicit))
+    # The name still says what the file is, and the loader reads all of it.
+    lock = load_lock(write(tmp_path, "late.txt", header + explicit), platform="linux-64")
+    assert lock.format == "explicit" and len(lock.packages) == 8
+    error = lock_error(write(tmp_path, "late.md", header + explicit), platform="linux-64")
+    assert "pass a format" in error.message
+
+
+def test_head_ends_on_a_whole_line() -> None:
+    text = "x" * (signatures.HEAD_LIMIT - 3) + "\n@EXPLICIT-and-more\n"
+    head = signatures.head(text)
+    assert head == "x" * (signatures.HEAD_LIMIT - 3) + "\n"
+    assert signatures.head("short\ntext") == "short\ntext"
+    one_line = "[" + " " * signatures.HEAD_LIMIT + "]"
+    assert signatures.head(one_line) == one_line[: signatures.HEAD_LIMIT]
+    assert signatures.golden(signatures.head(one_line))
+
+
+@pytest.mark.parametrize("path", sorted(SAMPLES), ids=lambda p: str(p.relative_to(DATA)))
+def test_each_loader_sniffs_its_own_samples(path: Path) -> None:
+    text = path.read_text()
+    assert detect.loader_for(SAMPLES[path]).sniff(path, text)
+    assert detect.detect(path, text).format == SAMPLES[path]
+
+
+def test_importing_detection_imports_no_loader() -> None:
+    code = (
+        "import sys, producer.locks.detect\n"
+        "heavy = ('pydantic', 'yaml', 'json', 'rattler', 'worker.models', 'producer.locks.pixi',"
+        " 'producer.locks.conda_lock', 'producer.locks.explicit', 'producer.locks.golden',"
+        " 'producer.locks.environment_yml')\n"
+        "print(sorted(m for m in sys.modules if m.split('.')[0] in heavy or m in heavy))\n"
+    )
+    repo = Path(__file__).resolve().parent.parent
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=repo
+    )
+    assert result.stdout.strip() == "[]"
+
+
+def test_loading_imports_only_the_chosen_loader() -> None:
+    sample = str(DATA / "prefix-good-pip.explicit-md5.txt")
+    code = (
+        "import sys\nfrom pathlib import Path\nfrom producer.locks.detect import load_lock\n"
+        f"load_lock(Path({sample!r}), platform='linux-64')\n"
+        "print(sorted(m for m in sys.modules if m.startswith('producer.locks.')))\n"
+    )
+    repo = Path(__file__).resolve().parent.parent
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=repo
+    )
+    loaded = set(ast.literal_eval(result.stdout.strip()))
+    assert "producer.locks.explicit" in loaded
+    assert not loaded & {
+        "producer.locks.conda_lock",
+        "producer.locks.pixi",
+        "producer.locks.golden",
+        "producer.locks.environment_yml",
+        "producer.locks.yaml_nodes",
+    }

@@ -18,7 +18,7 @@ from hypothesis import strategies as st
 from producer.locks import conda_lock
 from producer.locks.detect import FORMATS, load_lock
 from producer.locks.interface import LockError
-from worker.models import Lock
+from worker.models import Lock, LockedPackage
 
 DATA = Path(__file__).parent / "data"
 SAMPLES = sorted(
@@ -103,6 +103,10 @@ def check(path: Path, content: str | bytes, fmt: str) -> None:
     else:
         assert isinstance(lock, Lock)
         assert lock.packages and lock.format == fmt
+        # Records are built without validation: whatever was read must still be a valid model.
+        assert Lock.model_validate(lock.model_dump()) == lock
+        for package in lock.packages:
+            assert LockedPackage.model_validate(package.model_dump()) == package
 
 
 @pytest.mark.parametrize("fmt", FORMATS)

@@ -15,7 +15,7 @@ from pathlib import Path
 
 from yaml.nodes import Node, ScalarNode
 
-from producer.locks import yaml_nodes
+from producer.locks import records, signatures, yaml_nodes
 from producer.locks.interface import LockError
 from producer.locks.naming import hex_digest, pypi_name
 from worker.channels import canonical_channel, split_archive_name, split_package_url
@@ -23,9 +23,6 @@ from worker.models import Lock, LockedPackage, LockKind
 
 FORMAT = "conda-lock"
 
-_PACKAGE_KEY = re.compile(r"^package:[ \t]*(?:#.*)?$", re.MULTILINE)
-_VERSION_KEY = re.compile(r"^version:[ \t]*['\"]?1['\"]?[ \t]*(?:#.*)?$", re.MULTILINE)
-_METADATA_KEY = re.compile(r"^metadata:", re.MULTILINE)
 # Characters YAML does not allow anywhere; the composer reports them with their line
 # (NEL and the Unicode line separators too: they would make lines count differently.)
 _NON_PRINTABLE = re.compile(
@@ -34,11 +31,11 @@ _NON_PRINTABLE = re.compile(
 _NULLS = frozenset({"~", "null", "Null", "NULL"})
 
 
-@dataclass(slots=True)
-class _Field:
-    value: str | None
-    line: int
-    is_scalar: bool = True
+# One value of an entry: (its text or None, the line of its key, whether it is a single value
+# rather than a nested block). A plain tuple: a 5,000-package lock makes tens of thousands.
+_Field = tuple[str | None, int, bool]
+# The entry keys `_build` reads; every other line is checked but nothing of it is kept.
+_KEPT = frozenset({"name", "version", "manager", "platform", "url", "hash"})
 
 
 @dataclass(slots=True)
@@ -56,9 +53,7 @@ class CondaLockLoader:
     format = FORMAT
 
     def sniff(self, path: Path, text: str) -> bool:
-        if _PACKAGE_KEY.search(text) is None:
-            return False
-        return _VERSION_KEY.search(text) is not None or _METADATA_KEY.search(text) is not None
+        return signatures.conda_lock(signatures.head(text))
 
     def load(self, path: Path, text: str, *, platform: str, environment: str | None) -> Lock:
         text = text.replace("\r\n", "\n")
@@ -78,13 +73,13 @@ def _load_fast(path: Path, text: str) -> tuple[dict[str, Node], list[_Entry]] | 
     does not, something before it (an unclosed quote or bracket) swallowed the list, and only
     the composer can say what the file means.
     """
-    if _NON_PRINTABLE.search(text) or "\r" in text:
+    if not _printable(text):
         return None
-    fast = _scan_fast(text)
+    lines = text.split("\n")
+    fast = _scan_fast(text, lines)
     if fast is None:
         return None
     entries, start, end = fast
-    lines = text.split("\n")
     rest = "\n".join([*lines[:start], "package: ~", *[""] * (end - start - 1), *lines[end:]])
     try:
         root = _root(path, rest)
@@ -96,6 +91,17 @@ def _load_fast(path: Path, text: str) -> tuple[dict[str, Node], list[_Entry]] | 
     if yaml_nodes.line_of(placeholder) != start + 1:
         return None
     return root, entries
+
+
+def _printable(text: str) -> bool:
+    """No character YAML rejects, and no CR: the scanner's line numbers must be the composer's.
+
+    Lock files are nearly always ASCII, where deleting the allowed bytes in C and looking at
+    what is left costs a fraction of a regex search.
+    """
+    if text.isascii():
+        return not text.encode("ascii").translate(None, _PRINTABLE_ASCII)
+    return _NON_PRINTABLE.search(text) is None and "\r" not in text
 
 
 def _root(path: Path, text: str) -> dict[str, Node]:
@@ -119,32 +125,61 @@ def _root(path: Path, text: str) -> dict[str, Node]:
 # --- the fast path ---------------------------------------------------------------------------
 
 
-def _scan_fast(text: str) -> tuple[list[_Entry], int, int] | None:
+def _scan_fast(text: str, lines: list[str]) -> tuple[list[_Entry], int, int] | None:
     """Entries of the `package:` block and its line range, or None to use the composer."""
-    found = list(_PACKAGE_KEY.finditer(text))
+    found = _package_key_offsets(text)
     if len(found) != 1:
         return None
-    start = text.count("\n", 0, found[0].start())
-    body = text.find("\n", found[0].start())
-    if body < 0:
+    start = text.count("\n", 0, found[0])
+    if start + 1 >= len(lines):
         return None
     try:
-        entries, end = _scan_section(_LINE.findall(text, body + 1), start + 1)
+        entries, end = _scan_section(lines, start + 1)
     except _Unsupported:
         return None
     return entries, start, end
 
 
-# Every line of the section, split in C by one regex: `[- ]key: value` lines fill the first
-# four groups, any other line lands whole in the fifth.
-_LINE = re.compile(r"^(?:( *)(- )?([A-Za-z0-9_][A-Za-z0-9_.-]*):(?: +(.*))?|(.*))$", re.MULTILINE)
+def _package_key_offsets(text: str) -> list[int]:
+    """Offsets of the column-0 lines that hold `package:` alone (or with blanks, a comment)."""
+    candidates = [0] if text.startswith(_PACKAGE) else []
+    at = text.find("\n" + _PACKAGE)
+    while at >= 0:
+        candidates.append(at + 1)
+        at = text.find("\n" + _PACKAGE, at + 1)
+    offsets: list[int] = []
+    for offset in candidates:
+        eol = text.find("\n", offset)
+        after = text[offset + len(_PACKAGE) : eol if eol >= 0 else len(text)].lstrip(" \t")
+        if not after or after[0] == "#":
+            offsets.append(offset)
+    return offsets
+
+
+# A section line is `[spaces][- ]key:[ value]` (key: `[A-Za-z0-9_][A-Za-z0-9_.-]*`, value after
+# at least one space) or anything else: a blank, a comment or a `- value` list item.
+_PACKAGE = "package:"
 _PLAIN_START = frozenset("&*!|>%@`{}[],#?:-'\"")
+_NOT_PLAIN = _PLAIN_START | {" "}  # nor a second space before the value
+_KEY_START_EXCLUDED = frozenset(".-")
+# Printable ASCII plus tab and LF: what may appear in a file the scanner reads.
+_PRINTABLE_ASCII = bytes([9, 10, *range(0x20, 0x7F)])
 
 _OPEN = 0  # `key:` with nothing after it: a nested block (or null) follows
 _SCALAR = 1  # `key: value`
 _EMPTY = 2  # `key: {}` / `key: []`
 _LIST_ITEM = 3  # `- value` without a key (inside a nested block)
 _SKIP = 4  # a blank or comment line
+
+
+def _is_key(key: str, known: set[str]) -> bool:
+    """Whether `key` is a plain mapping key the scanner reads; remembered in `known`."""
+    if not key or key[0] in _KEY_START_EXCLUDED or not key.isascii():
+        return False
+    if not key.replace(".", "a").replace("-", "a").replace("_", "a").isalnum():
+        return False
+    known.add(key)
+    return True
 
 
 def _value(rest: str) -> tuple[int, str | None]:
@@ -184,10 +219,12 @@ def _other_line(raw: str) -> tuple[int, int, str | None]:
     return len(raw) - len(raw.lstrip(" ")), _LIST_ITEM, _plain_scalar(body[2:])
 
 
-def _scan_section(
-    rows: list[tuple[str, str, str, str, str]], first: int
-) -> tuple[list[_Entry], int]:
-    """Walk the rows of the lines after `package:`; `first` is the 0-based index of row 0."""
+def _scan_section(lines: list[str], first: int) -> tuple[list[_Entry], int]:
+    """Walk the lines from index `first`; return the entries and the index the section ends at.
+
+    A 5,000-package lock has over 50,000 lines here, so each is split with index arithmetic
+    and `find` rather than a regex, and only the values `_build` reads become strings.
+    """
     entries: list[_Entry] = []
     item_indent = -1
     key_indent = -1
@@ -195,15 +232,40 @@ def _scan_section(
     open_key: str | None = None  # the key whose nested block the next deeper lines belong to
     nested_indent = -1
     nested_items = False
-    index = first - 1
-    for spaces, item, key, rest, other in rows:
-        index += 1
-        if key:
-            indent = len(spaces)
-            is_item = bool(item)
-            kind, value = _value(rest)
+    keys: set[str] = set()
+    end = len(lines)
+    for index in range(first, end):
+        raw = lines[index]
+        body = raw.lstrip(" ")
+        indent = len(raw) - len(body)
+        is_item = body.startswith("- ")
+        start = 2 if is_item else 0
+        colon = body.find(":", start)
+        key = body[start:colon] if colon > start else ""
+        size = len(body)
+        value: str | None
+        if (
+            key
+            and (colon + 1 == size or body[colon + 1] == " ")
+            and (key in keys or _is_key(key, keys))
+        ):
+            at = colon + 2  # where the value starts, after the one space YAML needs
+            if at >= size:
+                kind, value = _OPEN, None
+            elif (
+                body[at] not in _NOT_PLAIN
+                and body[-1] not in ": "
+                and "\t" not in body  # the key and `: ` hold neither a tab
+                and " #" not in body  # nor a ` #` (the value does not start with `#`)
+                and body.find(": ", at) < 0
+            ):
+                kind, value = _SCALAR, body[at:]
+                if value in _NULLS:
+                    value = None
+            else:
+                kind, value = _value(body[at:].lstrip(" "))
         else:
-            indent, kind, value = _other_line(other)
+            indent, kind, value = _other_line(raw)
             if kind == _SKIP:
                 continue
             is_item = True
@@ -220,9 +282,11 @@ def _scan_section(
             entries.append(current)
         elif indent > key_indent and open_key is not None:
             # Nested blocks are flat: one indent, all `key: value` or all `- value` lines.
-            current.fields[open_key].is_scalar = False
             if nested_indent < 0:
                 nested_indent, nested_items = indent, is_item
+                opened = current.fields.get(open_key)
+                if opened is not None:
+                    current.fields[open_key] = (None, opened[1], False)
             if indent != nested_indent or is_item != nested_items or kind == _OPEN:
                 raise _Unsupported
             if is_item != (kind == _LIST_ITEM):
@@ -230,24 +294,24 @@ def _scan_section(
             if open_key == "hash":
                 if kind != _SCALAR:
                     raise _Unsupported
-                current.hashes[key] = _Field(value, index + 1)
+                current.hashes[key] = (value, index + 1, True)
             continue
         elif indent == 0 and not is_item and kind != _LIST_ITEM:
+            end = index
             break
         else:
             raise _Unsupported
         if kind == _LIST_ITEM:
             raise _Unsupported
-        current.fields[key] = _Field(value, index + 1, kind != _EMPTY)
-        if key == "hash":
-            current.hashes = {}  # a repeated key replaces the earlier value, as in YAML
+        if key in _KEPT:
+            current.fields[key] = (value, index + 1, kind != _EMPTY)
+            if key == "hash":
+                current.hashes = {}  # a repeated key replaces the earlier value, as in YAML
         open_key = key if kind == _OPEN else None
         nested_indent = -1
-    else:
-        index += 1
     if not entries:
         raise _Unsupported
-    return entries, index
+    return entries, end
 
 
 def _plain_scalar(raw: str) -> str | None:
@@ -301,6 +365,8 @@ def _entries_from_nodes(path: Path, root: dict[str, Node]) -> list[_Entry]:
         entry = _Entry(yaml_nodes.line_of(item))
         lines = yaml_nodes.key_lines(item)
         for key, value in yaml_nodes.mapping(path, item, "a package entry").items():
+            if key not in _KEPT:
+                continue
             entry.fields[key] = _node_field(value, lines[key])
             if key == "hash" and not yaml_nodes.is_null(value):
                 hash_lines = yaml_nodes.key_lines(value)
@@ -314,8 +380,8 @@ def _node_field(node: Node, line: int) -> _Field:
     """A value with the line of its key, as the line scanner records it."""
     if isinstance(node, ScalarNode):
         value = None if yaml_nodes.is_null(node) else str(node.value)
-        return _Field(value, line)
-    return _Field(None, line, is_scalar=False)
+        return value, line, True
+    return None, line, False
 
 
 # --- shared: entries to a Lock ---------------------------------------------------------------
@@ -325,20 +391,22 @@ def _required(path: Path, entry: _Entry, key: str) -> str:
     item = entry.fields.get(key)
     if item is None:
         raise LockError(path, entry.line, f"package entry has no {key!r}")
-    if not item.is_scalar:
-        raise LockError(path, item.line, f"{key!r} must be a single value")
-    if item.value is None or not item.value.strip():
-        raise LockError(path, item.line, f"package entry has an empty {key!r}")
-    return item.value.strip()
+    value, line, is_scalar = item
+    if not is_scalar:
+        raise LockError(path, line, f"{key!r} must be a single value")
+    if value is None or not value.strip():
+        raise LockError(path, line, f"package entry has an empty {key!r}")
+    return value.strip()
 
 
 def _digest(path: Path, entry: _Entry, key: str, length: int) -> str | None:
     item = entry.hashes.get(key)
-    if item is None or item.value is None:
+    if item is None or item[0] is None:
         return None
-    digest = hex_digest(item.value, length)
+    value, line, _ = item
+    digest = hex_digest(value, length)
     if digest is None:
-        raise LockError(path, item.line, f"{key} must be {length} hex digits, got {item.value!r}")
+        raise LockError(path, line, f"{key} must be {length} hex digits, got {value!r}")
     return digest
 
 
@@ -349,8 +417,8 @@ def _build(path: Path, root: dict[str, Node], entries: list[_Entry], platform: s
     platforms: set[str] = set(_metadata_list(path, root, "platforms"))
     for entry in entries:
         hash_field = entry.fields.get("hash")
-        if hash_field is not None and hash_field.is_scalar and hash_field.value is not None:
-            raise LockError(path, hash_field.line, "'hash' must be a mapping")
+        if hash_field is not None and hash_field[2] and hash_field[0] is not None:
+            raise LockError(path, hash_field[1], "'hash' must be a mapping")
         name = _required(path, entry, "name")
         version = _required(path, entry, "version")
         manager = _required(path, entry, "manager")
@@ -359,7 +427,7 @@ def _build(path: Path, root: dict[str, Node], entries: list[_Entry], platform: s
         md5 = _digest(path, entry, "md5", 32)
         sha256 = _digest(path, entry, "sha256", 64)
         if manager not in ("conda", "pip"):
-            line = entry.fields["manager"].line
+            line = entry.fields["manager"][1]
             raise LockError(path, line, f"unknown manager {manager!r} (expected conda or pip)")
         platforms.add(entry_platform)
         key = (manager, name, entry_platform)
@@ -375,7 +443,7 @@ def _build(path: Path, root: dict[str, Node], entries: list[_Entry], platform: s
         if manager == "pip":
             if entry_platform == platform:
                 packages.append(
-                    LockedPackage(
+                    records.locked_package(
                         name=pypi_name(name),
                         manager="pypi",
                         version=version,
@@ -388,11 +456,11 @@ def _build(path: Path, root: dict[str, Node], entries: list[_Entry], platform: s
         channel, subdir, filename = split_package_url(url)
         parts = split_archive_name(filename)
         if parts is None or not filename.endswith((".conda", ".tar.bz2")):
-            line = entry.fields["url"].line
+            line = entry.fields["url"][1]
             raise LockError(path, line, f"cannot derive the build from url file name {filename!r}")
         if entry_platform == platform:
             packages.append(
-                LockedPackage(
+                records.locked_package(
                     name=name,
                     version=version,
                     build=parts[2],
@@ -408,7 +476,7 @@ def _build(path: Path, root: dict[str, Node], entries: list[_Entry], platform: s
         have = ", ".join(sorted(platforms)) or "none"
         raise LockError(path, None, f"no packages for platform {platform}; the lock has: {have}")
     channels = [canonical_channel(c) for c in _metadata_list(path, root, "channels")]
-    return Lock(
+    return records.lock(
         source=str(path),
         format=FORMAT,
         kind=LockKind.FULL,

@@ -3,32 +3,24 @@
 Content decides, because people rename files (`prod.lock`, `golden.json`); the file name only
 breaks ties and names the loader to blame when no content matches, so a broken
 `conda-lock.yml` is reported as a broken conda-lock file rather than as "unknown format".
+
+Only the chosen loader is imported: each pulls in its own parsers (YAML, JSON, rattler) and
+the pydantic models, which a run that fails on a missing file never needs.
 """
 
 from __future__ import annotations
 
 from fnmatch import fnmatch
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from producer.locks.conda_lock import CondaLockLoader
-from producer.locks.environment_yml import EnvironmentYmlLoader
-from producer.locks.explicit import ExplicitLoader
-from producer.locks.golden import GoldenLoader
+from producer.locks import signatures
 from producer.locks.interface import LockError, LockLoader
-from producer.locks.pixi import PixiLoader
-from worker.models import Lock
 
-# Sniffing order matters: the narrowest signatures come first (an @EXPLICIT marker, pixi's
-# `environments:`), environment.yml's bare `dependencies:` last.
-_LOADERS: tuple[LockLoader, ...] = (
-    ExplicitLoader(),
-    PixiLoader(),
-    CondaLockLoader(),
-    GoldenLoader(),
-    EnvironmentYmlLoader(),
-)
-_BY_FORMAT: dict[str, LockLoader] = {loader.format: loader for loader in _LOADERS}
-FORMATS: tuple[str, ...] = tuple(loader.format for loader in _LOADERS)
+if TYPE_CHECKING:
+    from worker.models import Lock
+
+FORMATS: tuple[str, ...] = tuple(fmt for fmt, _ in signatures.SNIFFERS)
 
 _NAME_HINTS: tuple[tuple[str, str], ...] = (
     ("pixi.lock", "pixi"),
@@ -51,10 +43,10 @@ def load_lock(
 ) -> Lock:
     """Read, recognise and normalize a lock for one platform (default: this host's)."""
     path = Path(path)
-    if fmt is not None and fmt not in _BY_FORMAT:
+    if fmt is not None and fmt not in FORMATS:
         raise LockError(path, None, f"unknown lock format {fmt!r}; use one of {', '.join(FORMATS)}")
     text = read_text(path)
-    loader = _BY_FORMAT[fmt] if fmt is not None else detect(path, text)
+    loader = loader_for(fmt) if fmt is not None else detect(path, text)
     if platform is None:
         import rattler
 
@@ -83,17 +75,43 @@ def read_text(path: Path) -> str:
 
 
 def detect(path: Path, text: str) -> LockLoader:
+    head = signatures.head(text)
+    for fmt, sniff in signatures.SNIFFERS:
+        if sniff(head):
+            return loader_for(fmt)
     hinted = _hinted_format(path)
-    for loader in _LOADERS:
-        if loader.sniff(path, text):
-            return loader
     if hinted is not None:
-        return _BY_FORMAT[hinted]
+        return loader_for(hinted)
     raise LockError(
         path,
         None,
         f"cannot tell which kind of lock this is; pass a format ({', '.join(FORMATS)})",
     )
+
+
+def loader_for(fmt: str) -> LockLoader:
+    """The loader of one of FORMATS, imported on first use."""
+    if fmt == "explicit":
+        from producer.locks.explicit import ExplicitLoader
+
+        return ExplicitLoader()
+    if fmt == "pixi":
+        from producer.locks.pixi import PixiLoader
+
+        return PixiLoader()
+    if fmt == "conda-lock":
+        from producer.locks.conda_lock import CondaLockLoader
+
+        return CondaLockLoader()
+    if fmt == "golden":
+        from producer.locks.golden import GoldenLoader
+
+        return GoldenLoader()
+    if fmt == "environment-yml":
+        from producer.locks.environment_yml import EnvironmentYmlLoader
+
+        return EnvironmentYmlLoader()
+    raise ValueError(f"not a lock format: {fmt!r}")
 
 
 def _hinted_format(path: Path) -> str | None:

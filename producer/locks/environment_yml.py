@@ -14,7 +14,7 @@ from pathlib import Path
 
 from yaml.nodes import MappingNode, Node, ScalarNode
 
-from producer.locks import yaml_nodes
+from producer.locks import records, signatures, yaml_nodes
 from producer.locks.interface import LockError
 from producer.locks.naming import pypi_name
 from worker.channels import canonical_channel
@@ -22,7 +22,6 @@ from worker.models import Lock, LockedPackage, LockKind
 
 FORMAT = "environment-yml"
 
-_DEPENDENCIES_KEY = re.compile(r"^dependencies[ \t]*:", re.MULTILINE)
 _SELECTOR = re.compile(r"#\s*\[([^\]]*)\]\s*$")
 
 
@@ -30,7 +29,7 @@ class EnvironmentYmlLoader:
     format = FORMAT
 
     def sniff(self, path: Path, text: str) -> bool:
-        return _DEPENDENCIES_KEY.search(text) is not None
+        return signatures.environment_yml(signatures.head(text))
 
     def load(self, path: Path, text: str, *, platform: str, environment: str | None) -> Lock:
         root_node = yaml_nodes.compose(path, text)
@@ -64,7 +63,7 @@ class EnvironmentYmlLoader:
             packages.append(_conda_package(path, line, spec))
         if not packages:
             raise LockError(path, None, f"no dependencies for platform {platform}")
-        return Lock(
+        return records.lock(
             source=str(path),
             format=FORMAT,
             kind=LockKind.SPEC,
@@ -112,7 +111,7 @@ def _conda_package(path: Path, line: int, spec: str) -> LockedPackage:
     name = matcher.normalized if matcher is not None else None
     if not name:
         raise LockError(path, line, f"MatchSpec {spec!r} names no package")
-    return LockedPackage(name=name, spec=spec, line=line)
+    return records.locked_package(name=name, spec=spec, line=line)
 
 
 def _pip_items(path: Path, node: Node) -> list[Node]:
@@ -143,7 +142,9 @@ def _pip_package(
     except InvalidRequirement as exc:
         notes.append(f"{path}:{line}: ignored pip line {text!r}: {exc}")
         return None
-    return LockedPackage(name=pypi_name(requirement.name), manager="pypi", spec=text, line=line)
+    return records.locked_package(
+        name=pypi_name(requirement.name), manager="pypi", spec=text, line=line
+    )
 
 
 def _selected(path: Path, line: int, lines: list[str], platform: str, notes: list[str]) -> bool:

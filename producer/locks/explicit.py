@@ -10,6 +10,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
+from producer.locks import records, signatures
 from producer.locks.interface import LockError
 from producer.locks.naming import hex_digest
 from worker.channels import split_archive_name, split_package_url
@@ -17,7 +18,6 @@ from worker.models import Lock, LockedPackage, LockKind
 
 FORMAT = "explicit"
 
-_MARKER = re.compile(r"^[ \t]*@EXPLICIT[ \t]*$", re.MULTILINE)
 _PLATFORM = re.compile(r"#\s*platform\s*:\s*(\S+)\s*$")
 
 
@@ -25,7 +25,7 @@ class ExplicitLoader:
     format = FORMAT
 
     def sniff(self, path: Path, text: str) -> bool:
-        return _MARKER.search(text) is not None
+        return signatures.explicit(signatures.head(text))
 
     def load(self, path: Path, text: str, *, platform: str, environment: str | None) -> Lock:
         declared: str | None = None
@@ -72,7 +72,7 @@ class ExplicitLoader:
             )
         if not packages:
             raise LockError(path, None, "no packages after @EXPLICIT")
-        return Lock(
+        return records.lock(
             source=str(path),
             format=FORMAT,
             kind=LockKind.FULL,
@@ -107,7 +107,7 @@ def _package(path: Path, lineno: int, line: str) -> LockedPackage:
         raise LockError(
             path, lineno, f"expected <channel>/<subdir>/<name>-<version>-<build>.conda, got {url!r}"
         )
-    return LockedPackage(
+    return records.locked_package(
         name=parts[0],
         version=parts[1],
         build=parts[2],

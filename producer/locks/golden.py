@@ -16,18 +16,14 @@ from typing import Any
 
 from yaml.nodes import MappingNode, Node
 
-from producer.locks import yaml_nodes
+from producer.locks import records, signatures, yaml_nodes
 from producer.locks.interface import LockError
-from producer.locks.naming import hex_digest, pypi_name
+from producer.locks.naming import PIN, hex_digest, pypi_name
 from worker.channels import PYPI, canonical_channel
 from worker.models import Lock, LockedPackage, LockKind
 
 FORMAT = "golden"
 
-_PIN = re.compile(
-    r"(?:(?P<channel>[^\s:]+)::)?(?P<name>[A-Za-z0-9_.\-]+)"
-    r"=(?P<version>[^=\s<>!~,|*\[\]]+)(?:=(?P<build>[^=\s<>!~,|*\[\]]+))?"
-)
 _PLATFORM = re.compile(r"#\s*platform\s*:\s*(\S+)\s*$")
 _DEPENDENCIES_KEY = re.compile(r"^dependencies[ \t]*:[ \t]*(?:#.*)?$", re.MULTILINE)
 _JSON_NAME = re.compile(r'"name"\s*:')
@@ -39,16 +35,7 @@ class GoldenLoader:
     format = FORMAT
 
     def sniff(self, path: Path, text: str) -> bool:
-        head = text.lstrip()[:1]
-        if head == "[":
-            return True
-        if head == "{":
-            return '"packages"' in text
-        if _DEPENDENCIES_KEY.search(text):
-            return _all_pinned(text)
-        # A stray bad line must not hide the format: its error should name that line.
-        lines = [s for s in (line.strip() for line in text.splitlines()) if s and s[0] != "#"]
-        return any(_is_triple(line) for line in lines) and not any("://" in s for s in lines)
+        return signatures.golden(signatures.head(text))
 
     def load(self, path: Path, text: str, *, platform: str, environment: str | None) -> Lock:
         head = text.lstrip()[:1]
@@ -71,7 +58,7 @@ class GoldenLoader:
         if not packages:
             raise LockError(path, None, "no packages listed")
         channels = dict.fromkeys(p.channel for p in packages if p.channel and p.manager == "conda")
-        return Lock(
+        return records.lock(
             source=str(path),
             format=FORMAT,
             kind=LockKind.FULL,
@@ -80,40 +67,6 @@ class GoldenLoader:
             packages=packages,
             notes=[f"golden host lock read as `{note}` output", *notes],
         )
-
-
-def _is_triple(line: str) -> bool:
-    match = _PIN.fullmatch(line)
-    return match is not None and match.group("build") is not None
-
-
-def _all_pinned(text: str) -> bool:
-    """True when every conda dependency is `name=version=build`, as `conda env export` writes."""
-    match = _DEPENDENCIES_KEY.search(text)
-    if match is None:
-        return False
-    indent = -1
-    found = False
-    for raw in text[match.end() :].splitlines()[1:]:
-        body = raw.lstrip()
-        if not body or body[0] == "#":
-            continue
-        depth = len(raw) - len(body)
-        if indent < 0:
-            if not body.startswith("- "):
-                return False
-            indent = depth
-        if depth < indent or (depth == indent and not body.startswith("- ")):
-            break
-        if depth > indent:
-            continue
-        item = body[2:].split(" #", 1)[0].strip()
-        if item.startswith("pip:") or item.startswith(("'pip'", '"pip"')):
-            continue
-        if not _is_triple(item.strip("'\"")):
-            return False
-        found = True
-    return found
 
 
 def _from_json(path: Path, text: str) -> list[LockedPackage]:
@@ -158,9 +111,11 @@ def _json_package(path: Path, entry: Any, index: int, line: int | None) -> Locke
     subdir = _json_text(entry, "platform", "subdir")
     channel = _json_text(entry, "channel")
     if channel == PYPI or subdir == PYPI:
-        return LockedPackage(name=pypi_name(name), manager="pypi", version=version, line=line)
+        return records.locked_package(
+            name=pypi_name(name), manager="pypi", version=version, line=line
+        )
     base = _json_text(entry, "base_url") or channel
-    return LockedPackage(
+    return records.locked_package(
         name=name,
         version=version,
         build=_json_text(entry, "build_string", "build"),
@@ -190,15 +145,17 @@ def _from_export(path: Path, text: str) -> tuple[list[LockedPackage], str | None
 
 
 def _pinned(path: Path, lineno: int, text: str, *, require_build: bool) -> LockedPackage:
-    match = _PIN.fullmatch(text)
+    match = PIN.fullmatch(text)
     if match is None or (require_build and match.group("build") is None):
         shape = "name=version=build" if require_build else "name=version[=build]"
         raise LockError(path, lineno, f"expected {shape}, got {text!r}")
     name, version, build = match.group("name", "version", "build")
     if build == _PYPI_BUILD:
-        return LockedPackage(name=pypi_name(name), manager="pypi", version=version, line=lineno)
+        return records.locked_package(
+            name=pypi_name(name), manager="pypi", version=version, line=lineno
+        )
     channel = match.group("channel")
-    return LockedPackage(
+    return records.locked_package(
         name=name,
         version=version,
         build=build,
@@ -237,7 +194,7 @@ def _pip_pin(path: Path, node: Node, notes: list[str]) -> LockedPackage | None:
     if match is None:
         notes.append(f"{path}:{line}: ignored pip line {text!r} (not name==version)")
         return None
-    return LockedPackage(
+    return records.locked_package(
         name=pypi_name(match.group("name")),
         manager="pypi",
         version=match.group("version"),

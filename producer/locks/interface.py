@@ -8,9 +8,10 @@ traceback from a YAML or JSON library.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
-from worker.models import Lock
+if TYPE_CHECKING:  # pydantic is imported by the loaders, when a lock is actually read
+    from worker.models import Lock
 
 
 class LockError(Exception):

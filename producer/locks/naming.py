@@ -10,6 +10,11 @@ from __future__ import annotations
 import re
 
 _HEX = re.compile(r"[0-9a-fA-F]+")
+# `[channel::]name=version[=build]`, as `conda list --export` and `conda env export` pin.
+PIN = re.compile(
+    r"(?:(?P<channel>[^\s:]+)::)?(?P<name>[A-Za-z0-9_.\-]+)"
+    r"=(?P<version>[^=\s<>!~,|*\[\]]+)(?:=(?P<build>[^=\s<>!~,|*\[\]]+))?"
+)
 
 
 def pypi_name(name: str) -> str:

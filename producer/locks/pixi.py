@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING
 
 from yaml.nodes import Node
 
-from producer.locks import yaml_nodes
+from producer.locks import records, signatures, yaml_nodes
 from producer.locks.interface import LockError
 from producer.locks.naming import hex_digest, pypi_name
 from worker.channels import canonical_channel, split_package_url
@@ -26,8 +26,6 @@ if TYPE_CHECKING:  # rattler is imported when a pixi.lock is read, not on every 
 FORMAT = "pixi"
 DEFAULT_ENVIRONMENT = "default"
 
-_ENVIRONMENTS_KEY = re.compile(r"^environments[ \t]*:", re.MULTILINE)
-_VERSION_KEY = re.compile(r"^version[ \t]*:", re.MULTILINE)
 _DECLARATION = re.compile(r"^- (?:conda|pypi)[ \t]*:[ \t]*['\"]?([^'\"\s#]+)", re.MULTILINE)
 _RATTLER_LINE = re.compile(r"line (\d+)")
 
@@ -36,7 +34,7 @@ class PixiLoader:
     format = FORMAT
 
     def sniff(self, path: Path, text: str) -> bool:
-        return _ENVIRONMENTS_KEY.search(text) is not None and _VERSION_KEY.search(text) is not None
+        return signatures.pixi(signatures.head(text))
 
     def load(self, path: Path, text: str, *, platform: str, environment: str | None) -> Lock:
         from rattler import lock as rattler_lock
@@ -67,11 +65,11 @@ class PixiLoader:
                     f"{path}:{line or '?'}: {package.name} is built from source "
                     f"({package.location}); only its name is checked"
                 )
-                packages.append(LockedPackage(name=package.name, line=line))
+                packages.append(records.locked_package(name=package.name, line=line))
         if not packages:
             raise LockError(path, None, f"no packages for platform {platform} in {name!r}")
         channels = [canonical_channel(str(channel)) for channel in env.channels()]
-        return Lock(
+        return records.lock(
             source=str(path),
             format=FORMAT,
             kind=LockKind.FULL,
@@ -140,7 +138,7 @@ def _conda(package: CondaLockedBinaryPackage, line: int | None) -> LockedPackage
     url = str(record.url)
     url_channel, url_subdir, _ = split_package_url(url)
     channel = canonical_channel(record.channel) if record.channel else url_channel
-    return LockedPackage(
+    return records.locked_package(
         name=record.name.normalized,
         version=str(record.version),
         build=str(record.build),
@@ -156,7 +154,7 @@ def _conda(package: CondaLockedBinaryPackage, line: int | None) -> LockedPackage
 def _pypi(package: PypiLockedPackage, line: int | None) -> LockedPackage:
     hashes = package.hashes
     sha256 = hashes.sha256 if hashes is not None else None
-    return LockedPackage(
+    return records.locked_package(
         name=pypi_name(package.name),
         manager="pypi",
         version=str(package.version),
