@@ -7,6 +7,7 @@ commands that need them.
 
 from __future__ import annotations
 
+import os
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -18,6 +19,10 @@ from producer.exit_codes import EXIT_INFRA, EXIT_USAGE
 from producer.outputs import FORMATS, PairedOutputCommand, destinations, emit
 from worker import __version__
 from worker.snapshot.interface import SnapshotError
+
+# lockstep loads no pydantic plugins; looking for them scans every installed distribution's
+# metadata, a sizeable share of a local check's start-up.
+os.environ.setdefault("PYDANTIC_DISABLE_PLUGINS", "__all__")
 
 if TYPE_CHECKING:
     from producer.fleet_cli import FleetRequest
