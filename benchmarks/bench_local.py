@@ -88,7 +88,8 @@ class InProcessRow:
     snapshot: Timing
     load: Timing
     compare: Timing
-    total: Timing  # snapshot + compare, what a worker does per task with its lock cached
+    total: Timing  # snapshot + compare, cold: what one `check --local` does
+    warm: Timing  # the same in a long-lived worker: lock and unchanged records cached
 
 
 @dataclass(frozen=True)
@@ -209,6 +210,7 @@ def expected_findings(lock_format: str, findings: Sequence[Finding]) -> None:
 
 def in_process(fixture: Fixture, lock_format: str, runs: int, warmup: int) -> InProcessRow:
     source = CondaMetaSource()
+    cached = CondaMetaSource(cache=True)  # what `lockstep worker` uses
     lock_path = fixture.locks[lock_format]
 
     def load() -> Lock:
@@ -228,6 +230,7 @@ def in_process(fixture: Fixture, lock_format: str, runs: int, warmup: int) -> In
         load=repeat(load, runs, warmup),
         compare=repeat(lambda: compare(snap.packages, lock), runs, warmup),
         total=repeat(lambda: compare(source.snapshot(fixture.prefix).packages, lock), runs, warmup),
+        warm=repeat(lambda: compare(cached.snapshot(fixture.prefix).packages, lock), runs, warmup),
     )
 
 
@@ -359,25 +362,34 @@ def render(
         "",
         "Goal: snapshot + compare ≤ "
         f"{GOAL_IN_PROCESS_MS:.0f} ms for 5,000 packages (a worker keeps its lock loaded, so "
-        "lock load is separate).",
+        "lock load is separate). *Cold* reads every record, as one `check --local` does; "
+        "*worker* is the same call in a long-lived `lockstep worker`, which re-reads only "
+        "records whose stat changed (here: none) and rescans site-packages.",
         "",
-        "| packages | lock | verdict | snapshot | lock load | compare | snapshot + compare "
-        "| min | p90 | load + snapshot + compare |",
-        "|---:|---|---|---:|---:|---:|---:|---:|---:|---:|",
+        "| packages | lock | verdict | snapshot | lock load | compare | snapshot + compare (cold) "
+        "| min | p90 | load + cold | snapshot + compare (worker) |",
+        "|---:|---|---|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for r in rows:
         out.append(
             f"| {r.size:,} | {r.lock_format} | {r.verdict} | {r.snapshot.median:.1f} "
             f"| {r.load.median:.1f} | {r.compare.median:.1f} | **{r.total.median:.1f}** "
             f"| {min(r.total.samples):.1f} | {r.total.p90:.1f} "
-            f"| {r.load.median + r.total.median:.1f} |"
+            f"| {r.load.median + r.total.median:.1f} | **{r.warm.median:.1f}** |"
         )
     worst = max((r for r in rows if r.size == largest.size), key=lambda r: r.total.median)
-    met = "met" if worst.total.median <= GOAL_IN_PROCESS_MS else "**not met**"
+    worst_warm = max((r for r in rows if r.size == largest.size), key=lambda r: r.warm.median)
+
+    def verdict_of(ms: float) -> str:
+        return "met" if ms <= GOAL_IN_PROCESS_MS else "**not met**"
+
     out += [
         "",
-        f"In-process goal at {largest.size:,} packages: {met} "
-        f"({worst.total.median:.1f} ms median, {worst.lock_format} lock).",
+        f"In-process goal at {largest.size:,} packages: {verdict_of(worst_warm.warm.median)} "
+        f"in a worker ({worst_warm.warm.median:.1f} ms median), "
+        f"{verdict_of(worst.total.median)} cold ({worst.total.median:.1f} ms median, "
+        f"{worst.lock_format} lock). Cold, the floor is the file system: opening and reading "
+        "5,000 small files alone takes tens of milliseconds on this machine.",
         "",
         f"### Whole process (ms; median / p90 / min over {args.process_runs} runs after 1 warm-up)",
         "",

@@ -95,16 +95,19 @@ class CondaMetaSource:
             raise SnapshotError(f"{prefix}: no such directory")
         if not is_environment(prefix):
             raise SnapshotError(f"{prefix}: not a conda environment (no conda-meta/history file)")
-        entries = self._entries(prefix)
-        view = self._views.get(str(prefix))
-        if view is None or view.entries != entries:
+        entries, reused = self._entries(prefix)
+        view = self._views.get(str(prefix)) if reused else None
+        if view is None:
             view = _conda_view(entries)
             if self.cache:
                 self._views[str(prefix)] = view
         warnings = list(view.warnings)
         packages = dict(view.packages)
         pip_packages = _pip_packages(prefix, view, packages, warnings)
-        ordered = sorted([*packages.values(), *pip_packages], key=_order)
+        if pip_packages or len(warnings) > len(view.warnings):  # pip found, or a record clobbered
+            ordered = sorted([*packages.values(), *pip_packages], key=_order)
+        else:
+            ordered = list(view.ordered)
         return Snapshot.model_construct(
             prefix=str(prefix),
             source=self.name,
@@ -113,10 +116,12 @@ class CondaMetaSource:
             warnings=warnings,
         )
 
-    def _entries(self, prefix: Path) -> dict[str, _Entry]:
+    def _entries(self, prefix: Path) -> tuple[dict[str, _Entry], bool]:
+        """Every record file's entry, and whether all of them came unchanged from the cache."""
         meta_dir = f"{prefix}/conda-meta"
         old = self._cache.get(meta_dir, {}) if self.cache else {}
         fresh: dict[str, _Entry] = {}
+        reused = 0
         try:
             names = sorted(
                 e.name
@@ -142,6 +147,7 @@ class CondaMetaSource:
                     cached = old.get(fname)
                     if cached is not None and cached.key == key:
                         fresh[fname] = cached
+                        reused += 1
                         continue
                 fresh[fname] = _read_entry(meta_dir, dir_fd, fname, key)
         finally:
@@ -153,7 +159,7 @@ class CondaMetaSource:
                 self._cache.pop(next(iter(self._cache)))
             while len(self._views) > _MAX_CACHED_PREFIXES:
                 self._views.pop(next(iter(self._views)))
-        return fresh
+        return fresh, bool(old) and reused == len(fresh) == len(old)
 
 
 def _read_file(dir_fd: int, fname: str) -> bytes:
@@ -251,6 +257,7 @@ class _CondaView:
 
     entries: dict[str, _Entry]
     packages: dict[str, Package]
+    ordered: tuple[Package, ...]  # conda packages in snapshot order
     warnings: tuple[str, ...]
     platform: str | None
     site_packages: str | None  # prefix-relative, when the prefix has a python record
@@ -274,6 +281,7 @@ def _conda_view(entries: dict[str, _Entry]) -> _CondaView:
     return _CondaView(
         entries=entries,
         packages=packages,
+        ordered=tuple(sorted(packages.values(), key=_order)),
         warnings=tuple(e.warning for e in entries.values() if e.warning),
         platform=_platform_of(packages.values()),
         site_packages=sp_dir,
