@@ -22,7 +22,7 @@ from typing import Any
 import redis
 
 from producer.locks.detect import load_lock
-from producer.locks.interface import LockError
+from producer.locks.interface import LockError, PlatformMissing
 from worker import codec
 from worker.broker import BrokerURL
 from worker.models import HostReport, Lock, Status
@@ -126,6 +126,7 @@ class FleetCheck:
         return stored[id(lock)]
 
     def run(self, targets: list[Target], progress: ProgressFn | None = None) -> FleetOutcome:
+        """Raises LockError for a malformed lock; a lock lacking a host's platform is ERROR."""
         infos = get_hosts(self.client, [t.host for t in targets])
         deadline = time.time() + self.timeout
         locks: dict[tuple[Path, str], Lock | LockError] = {}
@@ -136,9 +137,11 @@ class FleetCheck:
             info = infos.get(target.host)
             platform = info.platform if info else self.platform_default
             lock = self._lock_for(locks, target.lock_path, platform)
-            if isinstance(lock, LockError):
+            if isinstance(lock, PlatformMissing):
                 done[target.host] = _host_error(target, info, f"{lock}")
                 continue
+            if isinstance(lock, LockError):
+                raise lock  # a malformed lock is the user's to fix: stop before publishing
             sendable.append((target, self._store(lock, stored)))
         self._publish(sendable, deadline)
         outcome = FleetOutcome(reports=[])

@@ -142,7 +142,6 @@ def run_fleet_check(req: FleetRequest) -> Report:
     )
     for warning in warnings:
         click.echo(f"lockstep: warning: {warning}", err=True)
-    _fail_fast_on_bad_lock(req.lock_path, req.lock_format, req.lock_environment, check)
     with progress_bar(sys.stderr.isatty()) as progress:
         outcome = check.run(targets, progress)
     if outcome.interrupted:
@@ -150,25 +149,6 @@ def run_fleet_check(req: FleetRequest) -> Report:
     locks = list(outcome.locks.values())
     info = lock_info(locks[0]) if len({(lk.source, lk.platform) for lk in locks}) == 1 else None
     return build_report(info, outcome.reports)
-
-
-def _fail_fast_on_bad_lock(
-    lock_path: Path, lock_format: str | None, lock_environment: str | None, check: FleetCheck
-) -> None:
-    """A malformed lock is the user's mistake (exit 2), not every host's ERROR."""
-    from producer.locks.detect import load_lock
-    from producer.locks.interface import LockError
-
-    try:
-        load_lock(
-            lock_path,
-            fmt=lock_format,
-            platform=check.platform_default,
-            environment=lock_environment,
-        )
-    except LockError as exc:
-        if "platform" not in exc.message:
-            raise
 
 
 def hosts_table(broker: BrokerURL, fmt: str) -> str:

@@ -277,6 +277,11 @@ def test_inventory_groups_with_their_own_lock(fleet: Fleet, tmp_path: Path) -> N
     assert report["lock"] is None  # two locks in one audit
     missing = fleet_check(fleet, "--inventory", str(inventory), "--group", "nope")
     assert missing.returncode == 2 and "no group 'nope'" in missing.stderr
+    broken = tmp_path / "broken.yml"
+    broken.write_text("version: 1\npackage:\n  - name: [\n")
+    inventory.write_text(f'[groups.web]\nhosts = ["f-clean"]\nlock = "{broken.name}"\n')
+    bad = fleet_check(fleet, "--inventory", str(inventory), "--group", "web")
+    assert bad.returncode == 2 and f"{broken}:" in bad.stderr and "Traceback" not in bad.stderr
 
 
 def test_messages_for_dead_hosts_stay_bounded(fleet: Fleet) -> None:

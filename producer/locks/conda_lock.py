@@ -16,7 +16,7 @@ from pathlib import Path
 from yaml.nodes import Node, ScalarNode
 
 from producer.locks import records, signatures, yaml_nodes
-from producer.locks.interface import LockError
+from producer.locks.interface import LockError, PlatformMissing
 from producer.locks.naming import hex_digest, pypi_name
 from worker.channels import canonical_channel, split_archive_name, split_package_url
 from worker.models import Lock, LockedPackage, LockKind
@@ -474,7 +474,9 @@ def _build(path: Path, root: dict[str, Node], entries: list[_Entry], platform: s
             )
     if not packages:
         have = ", ".join(sorted(platforms)) or "none"
-        raise LockError(path, None, f"no packages for platform {platform}; the lock has: {have}")
+        raise PlatformMissing(
+            path, None, f"no packages for platform {platform}; the lock has: {have}"
+        )
     channels = [canonical_channel(c) for c in _metadata_list(path, root, "channels")]
     return records.lock(
         source=str(path),

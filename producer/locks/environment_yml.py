@@ -15,7 +15,7 @@ from pathlib import Path
 from yaml.nodes import MappingNode, Node, ScalarNode
 
 from producer.locks import records, signatures, yaml_nodes
-from producer.locks.interface import LockError
+from producer.locks.interface import LockError, PlatformMissing
 from producer.locks.naming import pypi_name
 from worker.channels import canonical_channel
 from worker.models import Lock, LockedPackage, LockKind
@@ -62,7 +62,7 @@ class EnvironmentYmlLoader:
                 continue
             packages.append(_conda_package(path, line, spec))
         if not packages:
-            raise LockError(path, None, f"no dependencies for platform {platform}")
+            raise PlatformMissing(path, None, f"no dependencies for platform {platform}")
         return records.lock(
             source=str(path),
             format=FORMAT,
@@ -94,7 +94,7 @@ def _check_platforms(path: Path, root: dict[str, Node], platform: str) -> None:
     node = root.get("platforms")
     platforms = _strings(path, node, "platforms")
     if node is not None and platforms and platform not in platforms:
-        raise LockError(
+        raise PlatformMissing(
             path,
             yaml_nodes.line_of(node),
             f"no packages for platform {platform}; the file has: {', '.join(platforms)}",

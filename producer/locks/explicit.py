@@ -11,7 +11,7 @@ import re
 from pathlib import Path
 
 from producer.locks import records, signatures
-from producer.locks.interface import LockError
+from producer.locks.interface import LockError, PlatformMissing
 from producer.locks.naming import hex_digest
 from worker.channels import split_archive_name, split_package_url
 from worker.models import Lock, LockedPackage, LockKind
@@ -67,7 +67,7 @@ class ExplicitLoader:
         have = {declared} if declared else subdirs
         if have and platform not in have:
             listed = ", ".join(sorted(have))
-            raise LockError(
+            raise PlatformMissing(
                 path, None, f"no packages for platform {platform}; the lock has: {listed}"
             )
         if not packages:

@@ -17,7 +17,7 @@ from typing import Any
 from yaml.nodes import MappingNode, Node
 
 from producer.locks import records, signatures, yaml_nodes
-from producer.locks.interface import LockError
+from producer.locks.interface import LockError, PlatformMissing
 from producer.locks.naming import PIN, hex_digest, pypi_name
 from worker.channels import PYPI, canonical_channel
 from worker.models import Lock, LockedPackage, LockKind
@@ -52,7 +52,7 @@ class GoldenLoader:
             subdirs.discard(PYPI)
         if subdirs and platform not in subdirs:
             have = ", ".join(sorted(subdirs))
-            raise LockError(
+            raise PlatformMissing(
                 path, None, f"no packages for platform {platform}; the lock has: {have}"
             )
         if not packages:

@@ -29,6 +29,14 @@ class LockError(Exception):
         return f"{self.path}:{self.line}: {self.message}"
 
 
+class PlatformMissing(LockError):
+    """The lock is well-formed but has nothing for the requested platform.
+
+    Told apart from other errors because across a fleet it is one host's problem (that host
+    is ERROR), while a malformed lock is the user's mistake and stops the whole check.
+    """
+
+
 class LockLoader(Protocol):
     """One lock format: recognise it cheaply, then normalize it for one platform."""
 

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING
 from yaml.nodes import Node
 
 from producer.locks import records, signatures, yaml_nodes
-from producer.locks.interface import LockError
+from producer.locks.interface import LockError, PlatformMissing
 from producer.locks.naming import hex_digest, pypi_name
 from worker.channels import canonical_channel, split_package_url
 from worker.models import Lock, LockedPackage, LockKind
@@ -48,7 +48,7 @@ class PixiLoader:
         lock_platform = next((p for p in env.platforms() if p.name == platform), None)
         if lock_platform is None:
             have = ", ".join(sorted(p.name for p in env.platforms())) or "none"
-            raise LockError(
+            raise PlatformMissing(
                 path, None, f"no packages for platform {platform} in {name!r}; the lock has: {have}"
             )
         lines = _declaration_lines(text)
@@ -67,7 +67,7 @@ class PixiLoader:
                 )
                 packages.append(records.locked_package(name=package.name, line=line))
         if not packages:
-            raise LockError(path, None, f"no packages for platform {platform} in {name!r}")
+            raise PlatformMissing(path, None, f"no packages for platform {platform} in {name!r}")
         channels = [canonical_channel(str(channel)) for channel in env.channels()]
         return records.lock(
             source=str(path),
