@@ -511,13 +511,27 @@ def _host_platform() -> str:
 @click.option(
     "--format", "fmt", type=click.Choice(["table", "json"]), default="table", show_default=True
 )
-def hosts(broker: str, master_name: str | None, fmt: str) -> None:
-    """List registered workers: platform, environments, version, last seen."""
-    from producer.fleet_cli import hosts_table, parse_broker
+@click.option(
+    "--forget",
+    multiple=True,
+    metavar="NAME",
+    help="Remove a decommissioned host from the registry (repeatable); its queue is dropped too.",
+)
+def hosts(broker: str, master_name: str | None, fmt: str, forget: tuple[str, ...]) -> None:
+    """List registered workers: platform, environments, version, last seen.
+
+    A host that is gone for good stays listed (and `--all` keeps targeting it, as
+    UNREACHABLE) until it is forgotten with `--forget NAME`.
+    """
+    from producer.fleet_cli import forget_hosts, hosts_table, parse_broker
     from worker.broker import BrokerError
 
+    url = parse_broker(broker, master_name)
     try:
-        click.echo(hosts_table(parse_broker(broker, master_name), fmt), nl=False)
+        if forget:
+            for name in forget_hosts(url, forget):
+                click.echo(f"lockstep: forgot {name}", err=True)
+        click.echo(hosts_table(url, fmt), nl=False)
     except BrokerError as exc:
         fail(str(exc), EXIT_INFRA)
 

@@ -151,6 +151,23 @@ def run_fleet_check(req: FleetRequest) -> Report:
     return build_report(info, outcome.reports)
 
 
+def forget_hosts(broker: BrokerURL, names: tuple[str, ...]) -> list[str]:
+    """Drop registry entries and pending messages of hosts that will never come back."""
+    from worker.registry import forget, host_key, queue_name
+
+    broker.ping()
+    client = broker.client()
+    forgotten = []
+    for name in names:
+        if client.exists(host_key(name)) or client.exists(queue_name(name)):
+            forget(client, name)
+            client.delete(queue_name(name))
+            forgotten.append(name)
+        else:
+            click.echo(f"lockstep: warning: no host {name!r} is registered", err=True)
+    return forgotten
+
+
 def hosts_table(broker: BrokerURL, fmt: str) -> str:
     from worker.registry import all_hosts
 

@@ -400,10 +400,25 @@ def test_progress_bar_on_a_terminal(fleet: Fleet) -> None:
 
     master, slave = pty.openpty()
     proc = subprocess.Popen(
-        [sys.executable, "-m", "producer.cli", "check", "--broker", fleet.broker.url,
-         "--lock", str(fleet.lock), "--hosts", "f-clean,f-gone", "--timeout", "4",
-         "--format", "json"],
-        stdout=subprocess.PIPE, stderr=slave, text=True,
+        [
+            sys.executable,
+            "-m",
+            "producer.cli",
+            "check",
+            "--broker",
+            fleet.broker.url,
+            "--lock",
+            str(fleet.lock),
+            "--hosts",
+            "f-clean,f-gone",
+            "--timeout",
+            "4",
+            "--format",
+            "json",
+        ],
+        stdout=subprocess.PIPE,
+        stderr=slave,
+        text=True,
     )
     os.close(slave)
     seen = b""
@@ -422,3 +437,20 @@ def test_progress_bar_on_a_terminal(fleet: Fleet) -> None:
     assert "collecting verdicts" in text
     assert "1/2" in text
     assert json.loads(out)["summary"]["unreachable"] == 1
+
+
+def test_forget_removes_a_decommissioned_host(fleet: Fleet) -> None:
+    from worker.registry import HostInfo, register
+
+    client = fleet.broker.client()
+    register(client, HostInfo(host="f-retired", platform="linux-64", queue=queue_name("f-retired")))
+    client.lpush(queue_name("f-retired"), b"stale")
+    result = lockstep(
+        "hosts", "--broker", fleet.broker.url, "--forget", "f-retired", "--format", "json"
+    )
+    assert result.returncode == 0, result.stderr
+    assert "forgot f-retired" in result.stderr
+    assert "f-retired" not in {h["host"] for h in json.loads(result.stdout)}
+    assert not client.exists(queue_name("f-retired"))
+    again = lockstep("hosts", "--broker", fleet.broker.url, "--forget", "f-retired")
+    assert "no host 'f-retired' is registered" in again.stderr
