@@ -16,7 +16,6 @@ from typing import Any
 import click
 import rattler
 
-from producer.exit_codes import EXIT_INFRA, EXIT_USAGE
 from producer.fleet import FleetCheck, ProgressFn, Target, TargetError, match_hosts
 from producer.inventory import InventoryError, load_inventory
 from producer.report.model import Report, build_report, lock_info
@@ -200,7 +199,3 @@ def hosts_table(broker: BrokerURL, fmt: str) -> str:
     buf = io.StringIO()
     Console(file=buf, width=140, no_color=not sys.stdout.isatty()).print(table)
     return buf.getvalue()
-
-
-def exit_for(exc: Exception) -> int:
-    return EXIT_INFRA if isinstance(exc, BrokerError) else EXIT_USAGE

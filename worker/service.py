@@ -12,7 +12,6 @@ import hashlib
 import re
 import time
 from collections import OrderedDict
-from pathlib import Path
 from typing import Any
 
 import redis
@@ -134,7 +133,3 @@ def source_for(config: WorkerConfig) -> SnapshotSource:
     from worker.snapshot.conda_cli import CondaCliSource
 
     return CondaCliSource(config.source, timeout=config.source_timeout)
-
-
-def prefix_path(value: str) -> Path:
-    return Path(value).expanduser()

@@ -13,6 +13,7 @@ each file's inode, size, mtime and ctime, so a repeated audit re-reads only what
 
 from __future__ import annotations
 
+import bisect
 import json
 import os
 import re
@@ -104,10 +105,12 @@ class CondaMetaSource:
         warnings = list(view.warnings)
         packages = dict(view.packages)
         pip_packages = _pip_packages(prefix, view, packages, warnings)
-        if pip_packages or len(warnings) > len(view.warnings):  # pip found, or a record clobbered
-            ordered = sorted([*packages.values(), *pip_packages], key=_order)
-        else:
-            ordered = list(view.ordered)
+        ordered = list(view.ordered)  # already sorted: patch it rather than sort 5,000 again
+        for pkg in packages.values():
+            if pkg.clobbered:
+                ordered[bisect.bisect_left(ordered, _order(pkg), key=_order)] = pkg
+        for pip_pkg in pip_packages:
+            bisect.insort(ordered, pip_pkg, key=_order)
         return Snapshot.model_construct(
             prefix=str(prefix),
             source=self.name,
