@@ -244,16 +244,21 @@ def _env_of(target: Target, info: HostInfo | None) -> str | None:
     return target.env or (info.default_environment if info else None)
 
 
-def _host_error(target: Target, info: HostInfo | None, message: str) -> HostReport:
+def _unverified(target: Target, info: HostInfo | None, status: Status, why: str) -> HostReport:
+    """A verdict the producer writes itself, for a host that gave none."""
     return HostReport(
         host=target.host,
-        status=Status.ERROR,
+        status=status,
         environment=_env_of(target, info),
         platform=info.platform if info else None,
-        error=message,
+        error=why,
         last_seen=info.last_seen if info else None,
         lock_source=str(target.lock_path),
     )
+
+
+def _host_error(target: Target, info: HostInfo | None, message: str) -> HostReport:
+    return _unverified(target, info, Status.ERROR, message)
 
 
 def _unreachable(
@@ -267,15 +272,7 @@ def _unreachable(
         why += f"; last seen {_ago(ago)} ago" + (
             " (worker stopped)" if info.state == "stopped" else ""
         )
-    return HostReport(
-        host=target.host,
-        status=Status.UNREACHABLE,
-        environment=_env_of(target, info),
-        platform=info.platform if info else None,
-        error=why,
-        last_seen=info.last_seen if info else None,
-        lock_source=str(target.lock_path),
-    )
+    return _unverified(target, info, Status.UNREACHABLE, why)
 
 
 def _ago(seconds: float) -> str:
