@@ -17,6 +17,7 @@ from producer.demo import start_worker, stop_workers, wait_registered
 from producer.embedded_redis import EmbeddedRedis, find_redis_server
 from tests.support import condafactory as cf
 from tests.support import lockfiles
+from tests.support.tls_proxy import TlsEndpoint, tls_proxy
 from worker.broker import BrokerError, BrokerURL
 
 
@@ -110,6 +111,67 @@ def test_fleet_check_through_sentinel(
                 str(lock),
                 "--host",
                 "s-1",
+                "--format",
+                "json",
+                "--timeout",
+                "20",
+            ],
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=False,
+        )
+    finally:
+        stop_workers([proc])
+    assert result.returncode == 0, result.stderr + log.read_text(errors="replace")[-2000:]
+    assert json.loads(result.stdout)["hosts"][0]["status"] == "OK"
+
+
+@pytest.fixture
+def tls_redis(tmp_path: Path) -> Iterator[TlsEndpoint]:
+    with EmbeddedRedis() as server:
+        assert server.socket_path is not None
+        with tls_proxy(server.socket_path, tmp_path) as endpoint:
+            yield endpoint
+
+
+def test_rediss_refuses_an_unknown_certificate_by_default(tls_redis: TlsEndpoint) -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "producer.cli", "hosts", "--broker", tls_redis.url()],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode == 4
+    assert "certificate verify failed" in result.stderr.lower()
+
+
+def test_fleet_check_over_verified_tls(
+    tls_redis: TlsEndpoint, tmp_path: Path, conda_channel: cf.Channel
+) -> None:
+    prefix = tmp_path / "env"
+    cf.install_prefix(conda_channel, cf.CLEAN_SPECS, prefix)
+    lock = tmp_path / "conda-lock.yml"
+    lock.write_text(lockfiles.conda_lock({"linux-64": prefix}))
+    url = tls_redis.url(f"ssl_ca_certs={tls_redis.ca_file}")
+    broker = BrokerURL.parse(url)
+    log = tmp_path / "w.log"
+    proc = start_worker(broker, "tls-1", {"prod": prefix}, log)
+    try:
+        wait_registered(broker, {"tls-1"}, [proc], [log], timeout=90)
+        result = subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "producer.cli",
+                "check",
+                "--broker",
+                url,
+                "--lock",
+                str(lock),
+                "--host",
+                "tls-1",
                 "--format",
                 "json",
                 "--timeout",

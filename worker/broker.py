@@ -12,7 +12,7 @@ from __future__ import annotations
 import ssl
 from dataclasses import dataclass, field
 from typing import Any
-from urllib.parse import parse_qs, urlsplit
+from urllib.parse import parse_qs, urlsplit, urlunsplit
 
 import redis
 from redis.sentinel import Sentinel
@@ -20,6 +20,7 @@ from redis.sentinel import Sentinel
 from worker.channels import mask_url
 
 DEFAULT_MASTER_NAME = "mymaster"
+_SSL_FILES = ("ssl_ca_certs", "ssl_certfile", "ssl_keyfile")
 _SSL_REQS = {"required": ssl.CERT_REQUIRED, "optional": ssl.CERT_OPTIONAL, "none": ssl.CERT_NONE}
 
 
@@ -62,9 +63,21 @@ class BrokerURL:
         return _SSL_REQS.get(wanted, ssl.CERT_REQUIRED)
 
     def celery_url(self) -> str:
+        """The URL for kombu; TLS settings travel in `broker_use_ssl`, not in the query."""
         if self.scheme == "unix":
             return "redis+socket://" + self.url[len("unix://") :]
+        if self.scheme == "rediss" and self._query:
+            parts = urlsplit(self.url)
+            return urlunsplit((parts.scheme, parts.netloc, parts.path, "", parts.fragment))
         return self.url
+
+    def _ssl_options(self) -> dict[str, Any]:
+        """CERT_REQUIRED unless the URL says otherwise, plus any CA / client cert files."""
+        options: dict[str, Any] = {"ssl_cert_reqs": self._ssl_reqs()}
+        for key in _SSL_FILES:
+            if key in self._query:
+                options[key] = self._query[key][0]
+        return options
 
     def celery_options(self) -> dict[str, Any]:
         """Broker settings for Celery: TLS verification on, sentinel master named."""
@@ -74,7 +87,7 @@ class BrokerURL:
             "socket_connect_timeout": self.socket_timeout,
         }
         if self.scheme == "rediss":
-            options["broker_use_ssl"] = {"ssl_cert_reqs": self._ssl_reqs()}
+            options["broker_use_ssl"] = self._ssl_options()
         if self.scheme == "sentinel":
             transport["master_name"] = self.master_name
         options["broker_transport_options"] = transport
