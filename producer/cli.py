@@ -26,6 +26,7 @@ os.environ.setdefault("PYDANTIC_DISABLE_PLUGINS", "__all__")
 
 if TYPE_CHECKING:
     from producer.fleet_cli import FleetRequest
+    from producer.report.model import Report
     from worker.models import Lock
     from worker.snapshot.interface import SnapshotSource
 
@@ -62,6 +63,16 @@ Exit codes:
   3  no drift found, but some hosts could not be verified
   4  infrastructure failure (broker unreachable)
 """
+
+
+def report_out(ctx: click.Context, report: Report) -> None:
+    """Render the report everywhere asked; an unwritable file is a usage error (exit 2)."""
+    from producer.outputs import OutputError
+
+    try:
+        emit(report, destinations(ctx))
+    except OutputError as exc:
+        fail(str(exc))
 
 
 def fail(message: str, code: int = EXIT_USAGE) -> NoReturn:
@@ -250,6 +261,12 @@ def check(
     timeout: float | None,
 ) -> None:
     ctx = click.get_current_context()
+    from producer.outputs import OutputError, check_destinations
+
+    try:
+        check_destinations(destinations(ctx))
+    except OutputError as exc:
+        fail(str(exc))
     if not local:
         if not broker:
             fail(
@@ -299,7 +316,7 @@ def check(
     host_report = judge(snap, lock, options, environment=env_name, started=started)
     host_report.prefix = str(target)
     report = build_report(lock_info(lock), [host_report])
-    emit(report, destinations(ctx))
+    report_out(ctx, report)
     if host_report.error:
         fail(host_report.error)
     sys.exit(report.exit_code)
@@ -317,7 +334,7 @@ def _fleet(ctx: click.Context, request: FleetRequest) -> NoReturn:
         fail(str(exc), EXIT_INFRA)
     except (TargetError, LockError) as exc:
         fail(str(exc))
-    emit(report, destinations(ctx))
+    report_out(ctx, report)
     sys.exit(report.exit_code)
 
 
@@ -387,7 +404,10 @@ def snapshot(
         ]
         text = "\n".join(lines) + "\n"
     if output:
-        Path(output).write_text(text, encoding="utf-8")
+        try:
+            Path(output).write_text(text, encoding="utf-8")
+        except OSError as exc:
+            fail(f"{output}: cannot write: {exc.strerror or exc}")
     else:
         click.echo(text, nl=False)
 

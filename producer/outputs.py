@@ -98,15 +98,35 @@ def _renderer(fmt: str, *, color: bool, width: int) -> Callable[[Report], str]:
     return markdown.render
 
 
+class OutputError(Exception):
+    """A report file could not be written; the message names the file and the reason."""
+
+
+def check_destinations(dests: Sequence[Destination]) -> None:
+    """Refuse an --output in a missing directory before any work is done."""
+    for dest in dests:
+        if dest.path is not None and not dest.path.parent.is_dir():
+            raise OutputError(f"{dest.path}: directory {dest.path.parent} does not exist")
+
+
 def emit(report: Report, dests: Sequence[Destination]) -> None:
-    """Write every requested rendering; files are written whole or not at all."""
+    """Write every requested rendering; files are written whole or not at all.
+
+    Standard output comes first, so a file that cannot be written loses nothing.
+    """
     tty = sys.stdout.isatty()
     width = shutil.get_terminal_size().columns if tty else 120
-    for dest in dests:
+    failures = []
+    for dest in sorted(dests, key=lambda d: d.path is not None):
         text = _renderer(dest.format, color=tty and dest.path is None, width=width)(report)
         if dest.path is None:
             click.echo(text, nl=False)
-        else:
-            tmp = dest.path.with_name(dest.path.name + ".tmp")
+            continue
+        tmp = dest.path.with_name(dest.path.name + ".tmp")
+        try:
             tmp.write_text(text, encoding="utf-8")
             tmp.replace(dest.path)
+        except OSError as exc:
+            failures.append(f"{dest.path}: cannot write: {exc.strerror or exc}")
+    if failures:
+        raise OutputError("; ".join(failures))

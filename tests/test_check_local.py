@@ -330,3 +330,25 @@ def test_snapshot_command_round_trips_as_a_golden_lock(
     assert run("-p", str(prefix), "--lock", str(golden))[0] == 0
     export = CliRunner().invoke(main, ["snapshot", "-p", str(prefix), "--format", "export"])
     assert "leftpad=1.0=pypi_0" in export.stdout
+
+
+def test_unwritable_outputs_are_usage_errors_without_traceback(
+    make_prefix: cf.PrefixFactory, tmp_path: Path
+) -> None:
+    prefix = make_prefix()
+    lock = write_conda_lock(prefix, tmp_path)
+    base = ["check", "--local", "-p", str(prefix), "--lock", str(lock)]
+    missing = CliRunner().invoke(main, [*base, "-f", "junit", "-o", str(tmp_path / "no" / "r.xml")])
+    assert missing.exit_code == 2 and "does not exist" in missing.stderr
+    assert missing.exception is None or isinstance(missing.exception, SystemExit)
+    (tmp_path / "r.xml.tmp").mkdir()  # the file is written beside, then renamed: make that fail
+    result = CliRunner().invoke(
+        main, [*base, "-f", "junit", "-o", str(tmp_path / "r.xml"), "-f", "json"]
+    )
+    assert result.exit_code == 2 and "cannot write" in result.stderr
+    assert isinstance(result.exception, SystemExit)
+    assert json.loads(result.stdout)["summary"]["ok"] == 1  # standard output still got it
+    snap = CliRunner().invoke(
+        main, ["snapshot", "-p", str(prefix), "-o", str(tmp_path / "no" / "x")]
+    )
+    assert snap.exit_code == 2 and "cannot write" in snap.stderr
