@@ -231,7 +231,7 @@ def main() -> None:
 )
 @click.option(
     "--timeout",
-    type=float,
+    type=click.FloatRange(min=0, min_open=True),
     default=None,
     help="Fleet: seconds to collect verdicts before calling a host UNREACHABLE "
     "(default 30). Local: seconds to wait for a conda CLI source (default 60).",
@@ -565,7 +565,7 @@ def hosts(broker: str, master_name: str | None, fmt: str, forget: tuple[str, ...
 )
 @click.option(
     "--timeout",
-    type=float,
+    type=click.FloatRange(min=0, min_open=True),
     default=5.0,
     show_default=True,
     help="Seconds to wait for verdicts; the host without a worker waits this long.",
