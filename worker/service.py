@@ -17,12 +17,12 @@ from typing import Any
 import redis
 
 from worker import codec
-from worker.compare import CompareOptions
+from worker.compare import CompareOptions, compare
 from worker.config import ConfigError, WorkerConfig
-from worker.models import HostReport, Lock, Status
+from worker.models import Finding, HostReport, Lock, Package, Status
 from worker.registry import audit_key, lock_key
-from worker.snapshot.interface import SnapshotSource
-from worker.verify import verify_prefix
+from worker.snapshot.interface import SnapshotError, SnapshotSource
+from worker.verify import judge, take_snapshot
 
 TASK_NAME = "lockstep.verify"
 REPLY_TTL_SECONDS = 3600
@@ -55,6 +55,11 @@ class Verifier:
         self.client = client
         self.source = source
         self._locks: OrderedDict[str, Lock] = OrderedDict()
+        # verdicts by (prefix, lock, options), valid while the snapshot source hands back
+        # the identical package list, i.e. while nothing on the host changed
+        self._verdicts: dict[
+            tuple[str, str, CompareOptions], tuple[list[Package], tuple[Finding, ...]]
+        ] = {}
 
     def fetch_lock(self, digest: str) -> Lock:
         if not _DIGEST.match(digest):
@@ -89,15 +94,31 @@ class Verifier:
             )
         except (ConfigError, LookupError, ValueError, codec.CodecError) as exc:
             return self._error(environment, str(exc), lock_digest)
-        return verify_prefix(
-            prefix,
+        started = time.perf_counter()
+        snap = take_snapshot(self.source, prefix)
+        findings = None
+        memo_key = (str(prefix), lock_digest, opts)
+        if not isinstance(snap, SnapshotError):
+            memo = self._verdicts.get(memo_key)
+            if memo is not None and memo[0] is snap.packages:
+                findings = list(memo[1])  # same packages list: the host did not change
+            else:
+                findings = compare(snap.packages, lock, opts)
+                self._verdicts[memo_key] = (snap.packages, tuple(findings))
+                while len(self._verdicts) > 32:
+                    self._verdicts.pop(next(iter(self._verdicts)))
+        report = judge(
+            snap,
             lock,
-            self.source,
             opts,
             host=self.config.host,
             environment=env_name,
             lock_digest=lock_digest,
+            started=started,
+            findings=findings,
         )
+        report.prefix = str(prefix)
+        return report
 
     def _error(self, environment: str | None, message: str, digest: str | None) -> HostReport:
         return HostReport(

@@ -12,7 +12,7 @@ from pathlib import Path
 
 from worker import __version__
 from worker.compare import CompareOptions, compare
-from worker.models import HostReport, Lock, Snapshot, Status
+from worker.models import Finding, HostReport, Lock, Snapshot, Status
 from worker.snapshot.interface import SnapshotError, SnapshotSource
 
 
@@ -25,8 +25,12 @@ def judge(
     environment: str | None = None,
     lock_digest: str | None = None,
     started: float | None = None,
+    findings: list[Finding] | None = None,
 ) -> HostReport:
-    """A broken environment is an ERROR verdict, not a crash."""
+    """A broken environment is an ERROR verdict, not a crash.
+
+    `findings` may carry a comparison already made for this very snapshot and lock.
+    """
     report = HostReport(
         host=host or socket.gethostname(),
         status=Status.ERROR,
@@ -39,7 +43,8 @@ def judge(
     if isinstance(snapshot, SnapshotError):
         report.error = str(snapshot)
     else:
-        findings = compare(snapshot.packages, lock, options)
+        if findings is None:
+            findings = compare(snapshot.packages, lock, options)
         report.status = Status.DRIFT if findings else Status.OK
         report.prefix = snapshot.prefix
         report.findings = findings

@@ -89,6 +89,7 @@ class CondaMetaSource:
         self.cache = cache
         self._cache: dict[str, dict[str, _Entry]] = {}
         self._views: dict[str, _CondaView] = {}
+        self._last: dict[str, tuple[_CondaView, tuple[object, ...], list[Package]]] = {}
 
     def snapshot(self, prefix: Path) -> Snapshot:
         prefix = Path(prefix)
@@ -105,12 +106,21 @@ class CondaMetaSource:
         warnings = list(view.warnings)
         packages = dict(view.packages)
         pip_packages = _pip_packages(prefix, view, packages, warnings)
-        ordered = list(view.ordered)  # already sorted: patch it rather than sort 5,000 again
-        for pkg in packages.values():
-            if pkg.clobbered:
-                ordered[bisect.bisect_left(ordered, _order(pkg), key=_order)] = pkg
-        for pip_pkg in pip_packages:
-            bisect.insort(ordered, pip_pkg, key=_order)
+        state = (tuple(pip_packages), tuple(warnings))
+        last = self._last.get(str(prefix))
+        if last is not None and last[0] is view and last[1] == state:
+            # Nothing changed: hand out the very same list, so that callers can tell
+            # (by identity) that a verdict computed from it still holds.
+            ordered = last[2]
+        else:
+            ordered = list(view.ordered)  # already sorted: patch it, don't sort 5,000 again
+            for pkg in packages.values():
+                if pkg.clobbered:
+                    ordered[bisect.bisect_left(ordered, _order(pkg), key=_order)] = pkg
+            for pip_pkg in pip_packages:
+                bisect.insort(ordered, pip_pkg, key=_order)
+            if self.cache:
+                self._last[str(prefix)] = (view, state, ordered)
         return Snapshot.model_construct(
             prefix=str(prefix),
             source=self.name,
@@ -160,8 +170,9 @@ class CondaMetaSource:
             self._cache[meta_dir] = fresh
             while len(self._cache) > _MAX_CACHED_PREFIXES:
                 self._cache.pop(next(iter(self._cache)))
-            while len(self._views) > _MAX_CACHED_PREFIXES:
-                self._views.pop(next(iter(self._views)))
+            for memo in (self._views, self._last):
+                while len(memo) > _MAX_CACHED_PREFIXES:
+                    memo.pop(next(iter(memo)))
         return fresh, bool(old) and reused == len(fresh) == len(old)
 
 
