@@ -368,7 +368,9 @@ def _entries_from_nodes(path: Path, root: dict[str, Node]) -> list[_Entry]:
             if key not in _KEPT:
                 continue
             entry.fields[key] = _node_field(value, lines[key])
-            if key == "hash" and not yaml_nodes.is_null(value):
+            # A scalar `hash` is left to `_build`, which reports it in entry order, exactly
+            # as it does for the line scanner's entries.
+            if key == "hash" and not isinstance(value, ScalarNode):
                 hash_lines = yaml_nodes.key_lines(value)
                 for hkey, hvalue in yaml_nodes.mapping(path, value, "'hash'").items():
                     entry.hashes[hkey] = _node_field(hvalue, hash_lines[hkey])

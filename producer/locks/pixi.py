@@ -56,16 +56,21 @@ class PixiLoader:
         notes: list[str] = []
         for package in env.packages(lock_platform) or []:
             line = lines.get(package.location)
-            if isinstance(package, rattler_lock.CondaLockedBinaryPackage):
-                packages.append(_conda(package, line))
-            elif isinstance(package, rattler_lock.PypiLockedPackage):
-                packages.append(_pypi(package, line))
-            else:
-                notes.append(
-                    f"{path}:{line or '?'}: {package.name} is built from source "
-                    f"({package.location}); only its name is checked"
-                )
-                packages.append(records.locked_package(name=package.name, line=line))
+            try:
+                if isinstance(package, rattler_lock.CondaLockedBinaryPackage):
+                    converted = _conda(package, line)
+                elif isinstance(package, rattler_lock.PypiLockedPackage):
+                    converted = _pypi(package, line)
+                else:
+                    notes.append(
+                        f"{path}:{line or '?'}: {package.name} is built from source "
+                        f"({package.location}); only its name is checked"
+                    )
+                    converted = records.locked_package(name=package.name, line=line)
+            except Exception as exc:  # rattler's accessors fail in their own ways on odd input
+                message = f"unreadable package {package.location!r}: {exc}"
+                raise LockError(path, line, message) from None
+            packages.append(converted)
         if not packages:
             raise PlatformMissing(path, None, f"no packages for platform {platform} in {name!r}")
         channels = [canonical_channel(str(channel)) for channel in env.channels()]
