@@ -140,6 +140,10 @@ def test_hosts_lists_every_registered_worker(fleet: Fleet) -> None:
     assert hosts["f-mac"]["platform"] == "osx-arm64"
     assert hosts["f-clean"]["environments"] == {"prod": str(fleet.root / "clean")}
     assert time.time() - hosts["f-clean"]["last_seen"] < 30
+    time.sleep(2.5)  # past a registry refresh (--refresh 2): it must keep the start time
+    again = json.loads(lockstep("hosts", "--broker", fleet.broker.url, "--format", "json").stdout)
+    clean = next(h for h in again if h["host"] == "f-clean")
+    assert 0 < clean["started_at"] <= clean["last_seen"]
     table = lockstep("hosts", "--broker", fleet.broker.url)
     assert "f-drift" in table.stdout and "linux-aarch64" in table.stdout
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from typing import Any
 
 from celery import Celery, signals
@@ -90,6 +91,7 @@ def run_worker(
         source=config.source,
         lockstep_version=__version__,
         queue=queue_name(config.host),
+        started_at=time.time(),
     )
     heartbeat = Heartbeat(verifier, info, config.refresh_seconds)
 
@@ -106,7 +108,6 @@ def run_worker(
 
     signals.worker_ready.connect(on_ready, weak=False)
     signals.worker_shutdown.connect(on_shutdown, weak=False)
-    info = info.model_copy(update={"started_at": __import__("time").time()})
     app.worker_main(
         argv=[
             "worker",
