@@ -85,18 +85,20 @@ def sentinel(tmp_path: Path) -> Iterator[str]:
             proc.wait(10)
 
 
-def test_fleet_check_through_sentinel(
-    sentinel: str, tmp_path: Path, conda_channel: cf.Channel
+def audit_one_worker(
+    url: str, master_name: str | None, tmp_path: Path, channel: cf.Channel
 ) -> None:
+    """A real worker and a real `lockstep check` through `url`; the host must be OK."""
     prefix = tmp_path / "env"
-    cf.install_prefix(conda_channel, cf.CLEAN_SPECS, prefix)
+    cf.install_prefix(channel, cf.CLEAN_SPECS, prefix)
     lock = tmp_path / "conda-lock.yml"
     lock.write_text(lockfiles.conda_lock({"linux-64": prefix}))
-    broker = BrokerURL.parse(sentinel, "lsmaster")
+    broker = BrokerURL.parse(url, master_name)
+    naming = ("--master-name", master_name) if master_name else ()
     log = tmp_path / "w.log"
-    proc = start_worker(broker, "s-1", {"prod": prefix}, log, ("--master-name", "lsmaster"))
+    proc = start_worker(broker, "one", {"prod": prefix}, log, naming)
     try:
-        wait_registered(broker, {"s-1"}, [proc], [log], timeout=90)
+        wait_registered(broker, {"one"}, [proc], [log], timeout=90)
         result = subprocess.run(
             [
                 sys.executable,
@@ -104,13 +106,12 @@ def test_fleet_check_through_sentinel(
                 "producer.cli",
                 "check",
                 "--broker",
-                sentinel,
-                "--master-name",
-                "lsmaster",
+                url,
+                *naming,
                 "--lock",
                 str(lock),
                 "--host",
-                "s-1",
+                "one",
                 "--format",
                 "json",
                 "--timeout",
@@ -125,6 +126,12 @@ def test_fleet_check_through_sentinel(
         stop_workers([proc])
     assert result.returncode == 0, result.stderr + log.read_text(errors="replace")[-2000:]
     assert json.loads(result.stdout)["hosts"][0]["status"] == "OK"
+
+
+def test_fleet_check_through_sentinel(
+    sentinel: str, tmp_path: Path, conda_channel: cf.Channel
+) -> None:
+    audit_one_worker(sentinel, "lsmaster", tmp_path, conda_channel)
 
 
 @pytest.fixture
@@ -150,39 +157,6 @@ def test_rediss_refuses_an_unknown_certificate_by_default(tls_redis: TlsEndpoint
 def test_fleet_check_over_verified_tls(
     tls_redis: TlsEndpoint, tmp_path: Path, conda_channel: cf.Channel
 ) -> None:
-    prefix = tmp_path / "env"
-    cf.install_prefix(conda_channel, cf.CLEAN_SPECS, prefix)
-    lock = tmp_path / "conda-lock.yml"
-    lock.write_text(lockfiles.conda_lock({"linux-64": prefix}))
-    url = tls_redis.url(f"ssl_ca_certs={tls_redis.ca_file}")
-    broker = BrokerURL.parse(url)
-    log = tmp_path / "w.log"
-    proc = start_worker(broker, "tls-1", {"prod": prefix}, log)
-    try:
-        wait_registered(broker, {"tls-1"}, [proc], [log], timeout=90)
-        result = subprocess.run(
-            [
-                sys.executable,
-                "-m",
-                "producer.cli",
-                "check",
-                "--broker",
-                url,
-                "--lock",
-                str(lock),
-                "--host",
-                "tls-1",
-                "--format",
-                "json",
-                "--timeout",
-                "20",
-            ],
-            capture_output=True,
-            text=True,
-            timeout=120,
-            check=False,
-        )
-    finally:
-        stop_workers([proc])
-    assert result.returncode == 0, result.stderr + log.read_text(errors="replace")[-2000:]
-    assert json.loads(result.stdout)["hosts"][0]["status"] == "OK"
+    audit_one_worker(
+        tls_redis.url(f"ssl_ca_certs={tls_redis.ca_file}"), None, tmp_path, conda_channel
+    )

@@ -61,27 +61,3 @@ def take_snapshot(source: SnapshotSource, prefix: Path) -> Snapshot | SnapshotEr
         return source.snapshot(prefix)
     except SnapshotError as exc:
         return exc
-
-
-def verify_prefix(
-    prefix: Path,
-    lock: Lock,
-    source: SnapshotSource,
-    options: CompareOptions | None = None,
-    *,
-    host: str | None = None,
-    environment: str | None = None,
-    lock_digest: str | None = None,
-) -> HostReport:
-    started = time.perf_counter()
-    report = judge(
-        take_snapshot(source, prefix),
-        lock,
-        options,
-        host=host,
-        environment=environment,
-        lock_digest=lock_digest,
-        started=started,
-    )
-    report.prefix = str(prefix)
-    return report

@@ -269,7 +269,6 @@ def _order(pkg: Package) -> tuple[str, str]:
 class _CondaView:
     """What the conda records say, derived once per set of unchanged record files."""
 
-    entries: dict[str, _Entry]
     packages: dict[str, Package]
     ordered: tuple[Package, ...]  # conda packages in snapshot order
     warnings: tuple[str, ...]
@@ -293,7 +292,6 @@ def _conda_view(entries: dict[str, _Entry]) -> _CondaView:
             sp_dir, {name: records[name].anchors for name in _python_dependents(records)}
         )
     return _CondaView(
-        entries=entries,
         packages=packages,
         ordered=tuple(sorted(packages.values(), key=_order)),
         warnings=tuple(e.warning for e in entries.values() if e.warning),
