@@ -100,9 +100,12 @@ class FleetCheck:
         self.lock_environment = lock_environment
         self.options = options or {}
         self.audit_id = uuid.uuid4().hex
+        self._seen: dict[str, HostInfo] = {}  # registry entries already read in this audit
 
     def registry(self) -> list[HostInfo]:
-        return all_hosts(self.client)
+        hosts = all_hosts(self.client)
+        self._seen = {h.host: h for h in hosts}
+        return hosts
 
     def _lock_for(
         self, locks: dict[tuple[Path, str], Lock | LockError], path: Path, platform: str
@@ -127,7 +130,9 @@ class FleetCheck:
 
     def run(self, targets: list[Target], progress: ProgressFn | None = None) -> FleetOutcome:
         """Raises LockError for a malformed lock; a lock lacking a host's platform is ERROR."""
-        infos = get_hosts(self.client, [t.host for t in targets])
+        # targeting usually read the whole registry already: fetch only names it did not see
+        infos: dict[str, HostInfo | None] = {t.host: self._seen.get(t.host) for t in targets}
+        infos.update(get_hosts(self.client, [name for name, info in infos.items() if info is None]))
         deadline = time.time() + self.timeout
         locks: dict[tuple[Path, str], Lock | LockError] = {}
         stored: dict[int, str] = {}
