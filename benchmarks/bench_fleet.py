@@ -88,15 +88,16 @@ def publish_rates(broker: BrokerURL, lock_path: Path) -> tuple[int, int]:
         pipe.execute()
 
     started = time.perf_counter()
-    check._publish([(t, digest) for t in targets], time.time() + 60)
+    check._publish([(t, {"linux-64": digest}) for t in targets], time.time() + 60)
     pipelined = PUBLISH_HOSTS / (time.perf_counter() - started)
     clear()
     app = make_app(broker)
     kwargs: dict[str, object] = {
         "audit": check.audit_id,
-        "lock": digest,
+        "locks": {"linux-64": digest},
         "env": None,
         "options": {},
+        "deadline": time.time() + 60,
     }
     started = time.perf_counter()
     with app.producer_or_acquire() as producer:

@@ -7,15 +7,25 @@ commands that need them.
 
 from __future__ import annotations
 
+import errno
 import os
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+from contextvars import ContextVar
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NoReturn, TypeVar
 
 import click
 
 from producer.exit_codes import EXIT_INFRA, EXIT_USAGE
+from producer.options import REFRESH, TIMEOUT
+from producer.outcome import (
+    Failure,
+    OutputClosed,
+    debugging,
+    exit_code_for_exception,
+    exit_code_for_result,
+)
 from producer.outputs import FORMATS, PairedOutputCommand, destinations, emit
 from worker import __version__
 from worker.snapshot.interface import SnapshotError
@@ -27,6 +37,7 @@ os.environ.setdefault("PYDANTIC_DISABLE_PLUGINS", "__all__")
 if TYPE_CHECKING:
     from producer.fleet_cli import FleetRequest
     from producer.report.model import Report
+    from worker.broker import BrokerURL
     from worker.models import Lock
     from worker.snapshot.interface import SnapshotSource
 
@@ -55,13 +66,29 @@ Lock formats are detected from the content: conda-lock.yml, @EXPLICIT files,
 environment.yml (constraints only: extras are reported with --strict), pixi.lock v6/v7,
 and golden-host files (`conda list --json`, `conda list --export`, `conda env export`).
 
+Keep the broker's password out of `ps`: set LOCKSTEP_BROKER (e.g. from a systemd
+EnvironmentFile) rather than passing --broker on the command line.
+
 \b
 Exit codes:
   0  every targeted environment verified and matches the lock
-  1  drift found
+  1  drift found (only ever when the report lists a finding)
   2  usage error or bad input (a broken lock, a prefix that is not an environment)
   3  no drift found, but some hosts could not be verified
-  4  infrastructure failure (broker unreachable)
+  4  infrastructure failure (broker unreachable, or lost beyond retry)
+  5  internal error: a bug in lockstep (one line; the traceback with --debug)
+"""
+
+EXIT_HELP = """\b
+Exit codes (every command):
+  0  ok: everything targeted verified and clean
+  1  drift found: only ever when a finding was produced
+  2  usage error or bad input
+  3  no drift found, but some hosts could not be verified
+  4  infrastructure failure: broker unreachable or lost beyond retry
+  5  internal error (a bug in lockstep): one line on stderr; the traceback with
+     `lockstep --debug ...` or LOCKSTEP_DEBUG=1
+  130 interrupted (Ctrl-C) before there was anything to report
 """
 
 
@@ -76,9 +103,8 @@ def report_out(ctx: click.Context, report: Report) -> None:
 
 
 def fail(message: str, code: int = EXIT_USAGE) -> NoReturn:
-    """User mistakes end here: one clear line on stderr, a documented exit code, no traceback."""
-    click.echo(f"lockstep: error: {message}", err=True)
-    sys.exit(code)
+    """User mistakes end here; LockstepGroup prints the one line and exits with `code`."""
+    raise Failure(message, code)
 
 
 def make_source(source: str, timeout: float = 60.0) -> SnapshotSource:
@@ -122,14 +148,84 @@ def broker_options(*, required: bool) -> Callable[[F], F]:
             metavar="URL",
             help="Redis broker: redis://, rediss:// (certificates verified), "
             "redis+socket:///path or sentinel://h1:26379;sentinel://h2:26379 "
-            "[env: LOCKSTEP_BROKER].",
+            "[env: LOCKSTEP_BROKER]. Prefer LOCKSTEP_BROKER (or the worker's config "
+            "file): a password given here is visible to every user in `ps`.",
         )(func)
 
     return apply
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+def fleet_key_option(func: F) -> F:
+    """The opt-in shared key; a file or an environment variable, never a value in `ps`."""
+    return click.option(
+        "--fleet-key-file",
+        type=click.Path(dir_okay=False, path_type=Path),
+        envvar="LOCKSTEP_FLEET_KEY_FILE",
+        help="Shared fleet key (at least 16 bytes): tasks and verdicts are signed with it and "
+        "unsigned ones refused [env: LOCKSTEP_FLEET_KEY_FILE; or the key itself in "
+        "LOCKSTEP_FLEET_KEY]. Without a key, anyone who can write to the broker can forge "
+        "a verdict.",
+    )(func)
+
+
+_DEBUG: ContextVar[bool] = ContextVar("lockstep_debug", default=False)
+
+
+class LockstepGroup(click.Group):
+    """Every command ends in producer.outcome: one exit-code mapping, no stray traceback.
+
+    Commands return a Report (or a code) or raise; click runs without standalone mode so
+    that nothing but this class turns the result into the process's exit status.
+    """
+
+    def main(  # type: ignore[override]
+        self,
+        args: Sequence[str] | None = None,
+        prog_name: str | None = None,
+        complete_var: str | None = None,
+        standalone_mode: bool = True,
+        **extra: Any,
+    ) -> int:
+        token = _DEBUG.set(False)
+        try:
+            result = super().main(args, prog_name, complete_var, standalone_mode=False, **extra)
+            code = exit_code_for_result(result)
+        except BaseException as exc:  # the one place every way of ending is mapped
+            code = exit_code_for_exception(exc, debug=debugging(_DEBUG.get()))
+        finally:
+            _DEBUG.reset(token)
+        if standalone_mode:
+            sys.exit(code)
+        return code
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except OSError as exc:
+            if exc.errno == errno.EPIPE:  # click itself would exit 1 here: drift, a lie
+                raise OutputClosed(str(exc)) from exc
+            raise
+
+
+def _set_debug(ctx: click.Context, param: click.Parameter, value: bool) -> None:
+    if value:
+        _DEBUG.set(True)
+
+
+@click.group(
+    cls=LockstepGroup,
+    context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100},
+    epilog=EXIT_HELP,
+)
 @click.version_option(__version__, prog_name="lockstep")
+@click.option(
+    "--debug",
+    is_flag=True,
+    expose_value=False,
+    is_eager=True,
+    callback=_set_debug,
+    help="Print the traceback of an internal error (also: LOCKSTEP_DEBUG=1).",
+)
 def main() -> None:
     """Keep every host of a fleet in lockstep with its expected conda lock.
 
@@ -199,6 +295,7 @@ def main() -> None:
     help="File for the preceding --format (repeatable).",
 )
 @broker_options(required=False)
+@fleet_key_option
 @click.option(
     "--hosts",
     multiple=True,
@@ -231,7 +328,7 @@ def main() -> None:
 )
 @click.option(
     "--timeout",
-    type=click.FloatRange(min=0, min_open=True),
+    type=TIMEOUT,
     default=None,
     help="Fleet: seconds to collect verdicts before calling a host UNREACHABLE "
     "(default 30). Local: seconds to wait for a conda CLI source (default 60).",
@@ -252,6 +349,7 @@ def check(
     outputs: tuple[str, ...],
     broker: str | None,
     master_name: str | None,
+    fleet_key_file: Path | None,
     hosts: tuple[str, ...],
     single_hosts: tuple[str, ...],
     all_hosts: bool,
@@ -259,7 +357,7 @@ def check(
     inventory: Path | None,
     fleet_env: str | None,
     timeout: float | None,
-) -> None:
+) -> Report:
     ctx = click.get_current_context()
     from producer.outputs import OutputError, check_destinations
 
@@ -274,8 +372,9 @@ def check(
                 "or --local to verify this machine"
             )
         from producer.fleet_cli import FleetRequest, parse_broker
+        from worker.signing import load_fleet_key
 
-        _fleet(
+        return _fleet(
             ctx,
             FleetRequest(
                 broker=parse_broker(broker, master_name),
@@ -294,6 +393,7 @@ def check(
                     "ignore": list(ignore),
                     "ignore_build": list(ignore_build),
                 },
+                key=load_fleet_key(fleet_key_file),
             ),
         )
     if timeout is None:
@@ -319,23 +419,16 @@ def check(
     report_out(ctx, report)
     if host_report.error:
         fail(host_report.error)
-    sys.exit(report.exit_code)
+    return report
 
 
-def _fleet(ctx: click.Context, request: FleetRequest) -> NoReturn:
-    from producer.fleet import TargetError
+def _fleet(ctx: click.Context, request: FleetRequest) -> Report:
+    """Broker, target and lock errors go up to producer.outcome, which maps them (4 or 2)."""
     from producer.fleet_cli import run_fleet_check
-    from producer.locks.interface import LockError
-    from worker.broker import BrokerError
 
-    try:
-        report = run_fleet_check(request)
-    except BrokerError as exc:
-        fail(str(exc), EXIT_INFRA)
-    except (TargetError, LockError) as exc:
-        fail(str(exc))
+    report = run_fleet_check(request)
     report_out(ctx, report)
-    sys.exit(report.exit_code)
+    return report
 
 
 def _prefix_platform(prefix: Path) -> str | None:
@@ -412,8 +505,33 @@ def snapshot(
         click.echo(text, nl=False)
 
 
-@main.command()
-@broker_options(required=True)
+WORKER_HELP = """Serve verification requests for this host from its own queue.
+
+The worker only ever reads the environments allowed here; a request naming any other
+environment gets an ERROR verdict. It never modifies an environment.
+
+\b
+  lockstep worker --broker redis://queue:6379/0 -n prod
+  lockstep worker --broker ... -p prod=/opt/conda/envs/prod -p /opt/conda/envs/ml
+  LOCKSTEP_BROKER=redis://:pw@queue:6379/0 lockstep worker --config /etc/lockstep/worker.toml
+
+The broker comes from --broker, else LOCKSTEP_BROKER, else the config file's
+`broker = "..."` key. With a password, use LOCKSTEP_BROKER (systemd EnvironmentFile=) or the
+config file (mode 0600): a --broker value is visible to every user in `ps`.
+
+A second worker for a host name that is already served refuses to start; --replace takes
+the name over (the old instance's late verdicts are then recognised as stale).
+"""
+
+
+@main.command(help=WORKER_HELP)
+@broker_options(required=False)
+@fleet_key_option
+@click.option(
+    "--replace",
+    is_flag=True,
+    help="Take over a host name that another live worker serves (default: refuse to start).",
+)
 @click.option(
     "--hostname",
     help="Name this host registers and is targeted under (default: the machine's host name).",
@@ -443,17 +561,23 @@ def snapshot(
     "--config",
     "config_path",
     type=click.Path(dir_okay=False, path_type=Path),
-    help="TOML file: host, default_environment, source, [environments] name = path.",
+    help="TOML file: host, default_environment, source, broker, fleet_key_file, "
+    "refresh_seconds, source_timeout, [environments] name = path.",
 )
 @click.option("--source", default=None, help=SOURCE_HELP)
 @click.option("--platform", help="Subdir to register (default: the default environment's).")
 @click.option(
-    "--refresh", type=float, default=None, help="Seconds between registry refreshes (default 15)."
+    "--refresh",
+    type=REFRESH,
+    default=None,
+    help="Seconds between registry refreshes, at least 1 (default 15).",
 )
 @click.option("--loglevel", default="WARNING", show_default=True)
 def worker(
-    broker: str,
+    broker: str | None,
     master_name: str | None,
+    fleet_key_file: Path | None,
+    replace: bool,
     hostname: str | None,
     names: tuple[str, ...],
     prefixes: tuple[str, ...],
@@ -464,25 +588,19 @@ def worker(
     refresh: float | None,
     loglevel: str,
 ) -> None:
-    """Serve verification requests for this host from its own queue.
-
-    The worker only ever reads the environments allowed here; a request naming any other
-    environment gets an ERROR verdict. It never modifies an environment.
-
-    \b
-      lockstep worker --broker redis://queue:6379/0 -n prod
-      lockstep worker --broker ... -p prod=/opt/conda/envs/prod -p /opt/conda/envs/ml
-    """
     from producer.fleet_cli import parse_broker
     from worker import envs
     from worker.app import run_worker
-    from worker.config import ConfigError, WorkerConfig, load_config
+    from worker.config import WorkerConfig, load_config, where_is
+    from worker.signing import load_fleet_key
 
+    config = load_config(config_path, check_default=False) if config_path else WorkerConfig()
+    broker = broker or config.broker
+    if not broker:
+        fail("no broker configured: set LOCKSTEP_BROKER, `broker = ...` in --config, or --broker")
     url = parse_broker(broker, master_name)
-    try:
-        config = load_config(config_path) if config_path else WorkerConfig()
-    except ConfigError as exc:
-        fail(str(exc))
+    _warn_if_password_on_command_line(url)
+    key = load_fleet_key(fleet_key_file or config.fleet_key_file)
     environments = dict(config.environments)
     for name in names:
         try:
@@ -508,16 +626,37 @@ def worker(
     if refresh:
         updates["refresh_seconds"] = refresh
     config = config.model_copy(update=updates)
+    if config_path and not default_env:
+        config.check_default(where_is(config_path, "default_environment"))
     for problem in config.check():
         click.echo(f"lockstep: warning: {problem}", err=True)
     _, default_prefix = config.prefix_for(None)
     subdir = platform or _prefix_platform(default_prefix) or _host_platform()
+    signed = f", tasks signed with key {key.kid}" if key else ""
     click.echo(
         f"lockstep worker {config.host} ({subdir}) serving "
-        f"{', '.join(environments)} via {url.masked()}",
+        f"{', '.join(environments)} via {url.masked()}{signed}",
         err=True,
     )
-    run_worker(url, config, subdir, loglevel=loglevel.upper())
+    import inspect
+
+    wanted: dict[str, Any] = {"replace": replace, "key": key}
+    accepted = inspect.signature(run_worker).parameters  # until contract item 3 lands in app.py
+    extra = {k: v for k, v in wanted.items() if k in accepted}
+    run_worker(url, config, subdir, loglevel=loglevel.upper(), **extra)
+
+
+def _warn_if_password_on_command_line(url: BrokerURL) -> None:
+    """A password in --broker is readable by every local user in `ps`: say how to avoid it."""
+    ctx = click.get_current_context()
+    if ctx.get_parameter_source("broker") is not click.core.ParameterSource.COMMANDLINE:
+        return
+    if url.masked() != url.url:
+        click.echo(
+            "lockstep: warning: the broker URL on the command line holds a credential that "
+            "`ps` shows to every user; use LOCKSTEP_BROKER or `broker = ...` in --config",
+            err=True,
+        )
 
 
 def _host_platform() -> str:
@@ -561,26 +700,28 @@ def hosts(broker: str, master_name: str | None, fmt: str, forget: tuple[str, ...
     "--examples",
     "examples_dir",
     type=click.Path(file_okay=False, path_type=Path),
-    help="Folder with envs/ and conda-lock.yml (default: the checkout's examples/).",
+    help="Folder with envs/ and conda-lock.yml (default: the examples lockstep ships).",
 )
 @click.option(
     "--timeout",
-    type=click.FloatRange(min=0, min_open=True),
+    type=TIMEOUT,
     default=5.0,
     show_default=True,
     help="Seconds to wait for verdicts; the host without a worker waits this long.",
 )
-def demo(examples_dir: Path | None, timeout: float) -> None:
+def demo(examples_dir: Path | None, timeout: float) -> int:
     """Run a whole fleet audit on this machine, with nothing installed but lockstep.
 
     Starts a private Redis server, three `lockstep worker` processes serving the example
     environments (one of them drifted), audits them plus one host that has no worker,
     prints the report, and removes every process and file it made — also on Ctrl-C.
     """
-    from producer.demo import DemoError, run_demo
+    from producer.demo import DemoError, ExamplesMissing, run_demo
 
     try:
-        sys.exit(run_demo(examples_dir, timeout))
+        return run_demo(examples_dir, timeout)
+    except ExamplesMissing as exc:
+        fail(str(exc))
     except DemoError as exc:
         fail(str(exc), EXIT_INFRA)
 

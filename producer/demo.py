@@ -32,21 +32,53 @@ SILENT_HOST = "demo-gpu-1"  # targeted, but no worker is ever started for it
 
 
 class DemoError(Exception):
-    """The demo could not set up its parts (no Redis binary, no examples, workers died)."""
+    """The demo could not set up its parts (no Redis binary, workers died)."""
+
+
+class ExamplesMissing(DemoError):
+    """No example environments to serve: a usage problem (exit 2), not infrastructure."""
+
+
+EXAMPLES_PACKAGE = "lockstep_examples"
 
 
 def find_examples(given: Path | None) -> Path:
-    candidates = (
-        [given]
-        if given
-        else [Path.cwd() / "examples", Path(__file__).resolve().parent.parent / "examples"]
-    )
-    for folder in candidates:
-        if folder and (folder / "conda-lock.yml").is_file() and (folder / "envs").is_dir():
+    """The folder with envs/ and conda-lock.yml: --examples, the installed copy, the checkout.
+
+    A wheel carries the checkout's examples/ as the `lockstep_examples` package data, so the
+    demo runs from any directory after `pip install .`; an editable install has no such
+    package and uses the checkout. The current directory is never looked at: an unrelated
+    `examples/` there must not be audited.
+    """
+    if given is not None:
+        if _is_examples(given):
+            return given
+        raise ExamplesMissing(
+            f"{given} holds no example environments (it needs envs/ and conda-lock.yml)"
+        )
+    for folder in (_installed_examples(), Path(__file__).resolve().parent.parent / "examples"):
+        if folder is not None and _is_examples(folder):
             return folder
-    raise DemoError(
-        "example environments not found: run from the lockstep checkout or pass --examples DIR"
+    raise ExamplesMissing(
+        "example environments not found: this lockstep installation ships none; "
+        "pass --examples DIR (a folder with envs/ and conda-lock.yml, like the checkout's "
+        "examples/)"
     )
+
+
+def _is_examples(folder: Path) -> bool:
+    return (folder / "conda-lock.yml").is_file() and (folder / "envs").is_dir()
+
+
+def _installed_examples() -> Path | None:
+    from importlib import resources
+
+    try:
+        lock = resources.files(EXAMPLES_PACKAGE).joinpath("conda-lock.yml")
+    except (ModuleNotFoundError, TypeError, ValueError):
+        return None
+    # Workers need real paths; an install from a zip would have none, and is skipped.
+    return lock.parent if isinstance(lock, Path) else None
 
 
 def start_worker(

@@ -14,12 +14,12 @@ from pathlib import Path
 from typing import Any
 
 import click
-import rattler
 
 from producer.fleet import FleetCheck, ProgressFn, Target, TargetError, match_hosts
-from producer.inventory import InventoryError, load_inventory
+from producer.inventory import Group, InventoryError, load_inventory
 from producer.report.model import Report, build_report, lock_info
 from worker.broker import BrokerError, BrokerURL
+from worker.signing import FleetKey
 
 
 def parse_broker(url: str, master_name: str | None) -> BrokerURL:
@@ -39,9 +39,28 @@ def build_targets(
     inventory: Path | None,
     env: str | None,
 ) -> tuple[list[Target], list[str]]:
-    """Targets from --hosts/--host, --all and --group; returns (targets, warnings)."""
+    """Targets from --hosts/--host, --all and --group; returns (targets, warnings).
+
+    `--all` and globs select from the registry *and* the hosts earlier audits saw (and, with
+    --inventory, every host it names): after a Redis restart the registry holds only the
+    workers that came back, and the rest must show up as unverified, not vanish.
+    """
     warnings: list[str] = []
-    known = [h.host for h in check.registry()]
+    registered = [h.host for h in check.registry()]
+    table = None
+    if groups or (all_hosts and inventory is not None):
+        if inventory is None:
+            raise TargetError("--group needs --inventory FILE (or LOCKSTEP_INVENTORY)")
+        try:
+            table = load_inventory(inventory)
+        except InventoryError as exc:
+            raise TargetError(str(exc)) from exc
+    remembered = check.known_hosts() if all_hosts or _has_glob(hosts, groups, table) else {}
+    pool = dict.fromkeys([*registered, *remembered])
+    if all_hosts and table is not None:
+        for members in table.values():
+            pool.update(dict.fromkeys(h for h in members.hosts if not _is_glob(h)))
+    known = list(pool)
     chosen: dict[str, Target] = {}
     if all_hosts:
         for name in known:
@@ -52,12 +71,7 @@ def build_targets(
         for name in names:
             chosen.setdefault(name, Target(name, lock_path, env))
     if groups:
-        if inventory is None:
-            raise TargetError("--group needs --inventory FILE (or LOCKSTEP_INVENTORY)")
-        try:
-            table = load_inventory(inventory)
-        except InventoryError as exc:
-            raise TargetError(str(exc)) from exc
+        assert table is not None and inventory is not None
         for group_name in groups:
             group = table.get(group_name)
             if group is None:
@@ -73,7 +87,30 @@ def build_targets(
         if not (all_hosts or hosts or groups):
             raise TargetError("say which hosts: --hosts PATTERN, --host NAME, --group G or --all")
         raise TargetError("no host matches the given targets")
+    missing = [name for name in chosen if name in remembered and name not in registered]
+    if missing:
+        shown = ", ".join(missing[:10]) + (
+            f" and {len(missing) - 10} more" if len(missing) > 10 else ""
+        )
+        warnings.append(
+            f"{len(missing)} host(s) known from earlier audits are not registered "
+            f"(Redis restarted without persistence, or their workers are down): {shown}; "
+            "they are still asked and count as unverified if silent"
+        )
     return list(chosen.values()), warnings
+
+
+def _is_glob(pattern: str) -> bool:
+    return any(ch in pattern for ch in "*?[")
+
+
+def _has_glob(
+    hosts: tuple[str, ...], groups: tuple[str, ...], table: dict[str, Group] | None
+) -> bool:
+    parts = [p for pattern in hosts for p in pattern.split(",")]
+    if table is not None:
+        parts += [h for name in groups if name in table for h in table[name].hosts]
+    return any(_is_glob(p) for p in parts)
 
 
 @contextmanager
@@ -117,6 +154,7 @@ class FleetRequest:
     lock_environment: str | None = None
     platform: str | None = None
     options: dict[str, Any] = field(default_factory=dict)
+    key: FleetKey | None = None
 
 
 def run_fleet_check(req: FleetRequest) -> Report:
@@ -125,10 +163,11 @@ def run_fleet_check(req: FleetRequest) -> Report:
     check = FleetCheck(
         req.broker,
         timeout=req.timeout,
-        platform_default=req.platform or str(rattler.Platform.current()),
+        platform_default=req.platform,  # the user's explicit choice only: never a guess
         lock_format=req.lock_format,
         lock_environment=req.lock_environment,
         options=req.options,
+        key=req.key,
     )
     targets, warnings = build_targets(
         check,
@@ -147,23 +186,28 @@ def run_fleet_check(req: FleetRequest) -> Report:
         click.echo("lockstep: interrupted: reporting what arrived so far", err=True)
     locks = list(outcome.locks.values())
     info = lock_info(locks[0]) if len({(lk.source, lk.platform) for lk in locks}) == 1 else None
-    return build_report(info, outcome.reports)
+    if outcome.infrastructure_error:
+        click.echo(f"lockstep: warning: {outcome.infrastructure_error}", err=True)
+    return build_report(info, outcome.reports, infrastructure_error=outcome.infrastructure_error)
 
 
 def forget_hosts(broker: BrokerURL, names: tuple[str, ...]) -> list[str]:
     """Drop registry entries and pending messages of hosts that will never come back."""
+    from producer import known_hosts
     from worker.registry import forget, host_key, queue_name
 
     broker.ping()
     client = broker.client()
+    remembered = known_hosts.known_hosts(client)
     forgotten = []
     for name in names:
-        if client.exists(host_key(name)) or client.exists(queue_name(name)):
+        if client.exists(host_key(name)) or client.exists(queue_name(name)) or name in remembered:
             forget(client, name)
             client.delete(queue_name(name))
             forgotten.append(name)
         else:
             click.echo(f"lockstep: warning: no host {name!r} is registered", err=True)
+    known_hosts.forget(client, forgotten)
     return forgotten
 
 

@@ -103,7 +103,18 @@ class OutputError(Exception):
 
 
 def check_destinations(dests: Sequence[Destination]) -> None:
-    """Refuse an --output in a missing directory before any work is done."""
+    """Refuse what cannot be written before any work is done.
+
+    Two renderings on standard output would be concatenated into something no reader can
+    parse (JSON followed by a table), and an --output in a missing directory would fail
+    only after a whole audit.
+    """
+    on_stdout = [dest.format for dest in dests if dest.path is None]
+    if len(on_stdout) > 1:
+        raise OutputError(
+            f"{len(on_stdout)} formats asked for on standard output ({', '.join(on_stdout)}): "
+            "give all but one of them an --output FILE"
+        )
     for dest in dests:
         if dest.path is not None and not dest.path.parent.is_dir():
             raise OutputError(f"{dest.path}: directory {dest.path.parent} does not exist")

@@ -23,6 +23,7 @@ from celery import Celery
 
 from worker import codec
 from worker.service import TASK_NAME
+from worker.signing import SIGNATURE_HEADER, FleetKey, sign
 
 PIPELINE_BATCH = 1000
 _NO_EMBED = {"callbacks": None, "errbacks": None, "chain": None, "chord": None}
@@ -33,19 +34,27 @@ def publish_tasks(
     app: Celery,
     sends: Sequence[tuple[str, dict[str, Any]]],
     expires: datetime,
+    *,
+    key: FleetKey | None = None,
 ) -> None:
-    """LPUSH a `lockstep.verify` task with `kwargs` onto each `queue`, expiring at `expires`."""
+    """LPUSH a `lockstep.verify` task with `kwargs` onto each `queue`, expiring at `expires`.
+
+    With a fleet key, each body is signed (HMAC over the exact encoded bytes the worker
+    will decode) in the `lockstep-signature` header; workers holding the key refuse the rest.
+    """
     prepared: dict[str, tuple[str, dict[str, Any]]] = {}
     pipe = client.pipeline(transaction=False)
     for count, (queue, kwargs) in enumerate(sends, start=1):
-        key = json.dumps(kwargs, sort_keys=True)
-        if key not in prepared:
+        body_key = json.dumps(kwargs, sort_keys=True)
+        if body_key not in prepared:
             raw = codec.encode_value([[], kwargs, _NO_EMBED])
             template = app.amqp.as_task_v2(
                 "", TASK_NAME, kwargs=kwargs, expires=expires, ignore_result=True
             ).headers
-            prepared[key] = (base64.b64encode(raw).decode("ascii"), template)
-        body, template = prepared[key]
+            if key is not None:
+                template = {**template, SIGNATURE_HEADER: sign(key, raw)}
+            prepared[body_key] = (base64.b64encode(raw).decode("ascii"), template)
+        body, template = prepared[body_key]
         task_id = str(uuid.uuid4())
         headers = {**template, "id": task_id, "root_id": task_id}
         envelope = {

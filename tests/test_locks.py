@@ -112,9 +112,12 @@ def test_formats_lists_every_loader() -> None:
     assert set(FORMATS) == {"conda-lock", "explicit", "environment-yml", "pixi", "golden"}
 
 
-def test_forcing_a_wrong_format_is_a_lock_error() -> None:
+def test_forcing_a_wrong_format_is_a_lock_error(tmp_path: Path) -> None:
     error = lock_error(GOOD / "pixi.lock", fmt="explicit", platform="linux-64")
-    assert "@EXPLICIT" in error.message
+    assert error.line == 1
+    assert "this is a pixi file, not explicit" in error.message
+    unknown = write(tmp_path, "x.lock", "name: x\n")
+    assert "@EXPLICIT" in lock_error(unknown, fmt="explicit", platform="linux-64").message
 
 
 def test_unknown_format_name_is_a_lock_error() -> None:

@@ -43,10 +43,19 @@ def test_toml_config(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     "text, message",
     [
-        ("host = [\n", "worker.toml: "),
-        ('environments = "x"\n', "worker.toml: environments: "),
-        ("refresh_seconds = 'soon'\n", "worker.toml: refresh_seconds: "),
-        ('enviroments = {prod = "/x"}\n', "worker.toml: enviroments: "),
+        ("host = [\n", "worker.toml:1: "),
+        ('host = "h"\nsource = 3 4\n', "worker.toml:2: "),
+        ('environments = "x"\n', "worker.toml:1: environments: "),
+        ("host = 'h'\nrefresh_seconds = 'soon'\n", "worker.toml:2: refresh_seconds: "),
+        ("refresh_seconds = inf\n", "worker.toml:1: refresh_seconds: Input should be a finite"),
+        ("refresh_seconds = -5.0\n", "worker.toml:1: refresh_seconds: Input should be greater"),
+        ("source_timeout = nan\n", "worker.toml:1: source_timeout: Input should be a finite"),
+        ('enviroments = {prod = "/x"}\n', "worker.toml:1: enviroments: "),
+        ('[environments]\nprod = 3\n', "worker.toml:2: environments.prod: "),
+        (
+            'default_environment = "x"\n[environments]\nprod = "/p"\nml = "/m"\n',
+            "worker.toml:1: default_environment 'x' is not one of: prod, ml",
+        ),
     ],
 )
 def test_bad_toml_config_names_the_file(tmp_path: Path, text: str, message: str) -> None:

@@ -39,17 +39,18 @@ def test_repeated_checks_follow_every_change(
     verifier = Verifier(
         WorkerConfig(host="w", environments={"prod": str(prefix)}), redis_client, source
     )
-    first = verifier.verify(digest, None, {})
+    locks = {"linux-64": digest}
+    first = verifier.verify(locks, None, {})
     assert first.status is Status.OK
     assert source.snapshot(prefix).packages is source.snapshot(prefix).packages  # unchanged
-    assert verifier.verify(digest, None, {}).status is Status.OK
+    assert verifier.verify(locks, None, {}).status is Status.OK
     cf.replace_packages(conda_channel, ["numpy ==1.26.5"], prefix)
-    drifted = verifier.verify(digest, None, {})
+    drifted = verifier.verify(locks, None, {})
     assert [(f.kind, f.name) for f in drifted.findings] == [(FindingKind.VERSION, "numpy")]
     cf.add_pip_package(prefix, "leftpad", "1.0")
-    kinds = {(f.kind, f.name) for f in verifier.verify(digest, None, {}).findings}
+    kinds = {(f.kind, f.name) for f in verifier.verify(locks, None, {}).findings}
     assert kinds == {(FindingKind.VERSION, "numpy"), (FindingKind.UNLOCKED_PIP, "leftpad")}
-    relaxed = verifier.verify(digest, None, {"ignore": ["numpy", "leftpad"]})
+    relaxed = verifier.verify(locks, None, {"ignore": ["numpy", "leftpad"]})
     assert relaxed.status is Status.OK  # options are part of the memo key
 
 
@@ -60,14 +61,16 @@ def test_handle_pushes_a_verdict_even_for_a_bad_request(
     verifier = Verifier(
         WorkerConfig(host="w", environments={"prod": str(prefix)}), redis_client, CondaMetaSource()
     )
-    verifier.handle("audit-1", "0" * 64, None, {})  # a lock the broker does not hold
-    verifier.handle("audit-1", "not-a-digest", "prod", {})
-    verifier.handle("audit-1", "0" * 64, "/etc", {})
-    verifier.handle("../../evil key", "0" * 64, None, {})  # nowhere safe to answer: dropped
+    missing = {"linux-64": "0" * 64}
+    verifier.handle("audit-1", missing, None, {})  # a lock the broker does not hold
+    verifier.handle("audit-1", {"linux-64": "not-a-digest"}, "prod", {})
+    verifier.handle("audit-1", missing, "/etc", {})
+    verifier.handle("../../evil key", missing, None, {})  # nowhere safe to answer: dropped
     items: list[bytes] = redis_client.lrange(reply_key("audit-1"), 0, -1)  # type: ignore[assignment]
     errors = []
     for item in items:
-        host, payload = unpack_reply(item)
+        host, signature, payload = unpack_reply(item)
+        assert signature == ""  # no fleet key: unsigned
         assert host == "w"
         errors.append(codec.decode(payload)["error"])
     assert len(errors) == 3

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import re
 from functools import lru_cache
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import urlsplit
 
 CHANNEL_ALIAS = "https://conda.anaconda.org"
 # conda's `defaults` multichannel members live on repo.anaconda.com, not on the alias.
@@ -42,7 +42,10 @@ KNOWN_SUBDIRS = frozenset(
 )
 
 _ARCHIVE_SUFFIXES = (".conda", ".tar.bz2")
-_TOKEN_RE = re.compile(r"/t/[^/]+")
+_TOKEN_RE = re.compile(r"/t/[^/?#]+")
+_SCHEME_RE = re.compile(r"([A-Za-z][A-Za-z0-9+.\-]*:/*)")
+# Query parameters whose value is a credential (password=, sentinel_password=, token=, ...).
+_SECRET_PARAM_RE = re.compile(r"(?i)([?&;])([^=&;#]*(?:pass|pwd|secret|token)[^=&;#]*)=[^&;#]*")
 
 
 @lru_cache(maxsize=1024)
@@ -116,17 +119,36 @@ def split_archive_name(filename: str) -> tuple[str, str, str] | None:
 
 
 def mask_url(url: str, *, hide: bool = False) -> str:
-    """Hide credentials in a URL: `user:pass@` and anaconda.org `/t/<token>/` segments.
+    """Hide credentials in a URL: `user:pass@`, `password=` query values, a port that is not
+    a number (`redis://:secret/0`, a forgotten `@host`), and anaconda.org `/t/<token>/`.
 
     With `hide=True` they are dropped entirely (for conda's `base_url`); otherwise they are
-    replaced by `***` so a reader can see that credentials were present.
+    replaced by `***` so a reader can see that credentials were present. Written without
+    urlsplit so that a malformed URL (a password holding `/`, `?` or `#`, a bad IPv6 host) is
+    masked too instead of raising or leaking.
     """
-    if "://" not in url:
+    match = _SCHEME_RE.match(url)
+    if match is None:
         return url
-    parts = urlsplit(url)
-    netloc = parts.netloc
-    if "@" in netloc:
-        host = netloc.rsplit("@", 1)[1]
-        netloc = host if hide else f"***@{host}"
-    path = _TOKEN_RE.sub("" if hide else "/t/***", parts.path)
-    return urlunsplit((parts.scheme, netloc, path, parts.query, parts.fragment))
+    head, rest = match.group(1), url[match.end() :]
+    authority_end = len(rest)
+    for sep in "/?#":
+        found = rest.find(sep)
+        if found != -1:
+            authority_end = min(authority_end, found)
+    authority, tail = rest[:authority_end], rest[authority_end:]
+    hidden = "" if hide else "***@"
+    if "@" in authority:
+        authority = hidden + authority.rsplit("@", 1)[1]
+    elif "@" in tail:  # the userinfo held a '/', '?' or '#': hide everything up to the last '@'
+        authority, tail = hidden + rest.rsplit("@", 1)[1], ""
+    host, colon, port = authority.rpartition(":")
+    if colon and port and not port.isdigit() and "]" not in port:
+        authority = host + ("" if hide else ":***")
+    tail = _TOKEN_RE.sub("" if hide else "/t/***", tail)
+    if hide:
+        tail = _SECRET_PARAM_RE.sub(lambda m: m.group(1), tail)
+        tail = re.sub(r"&{2,}", "&", re.sub(r"\?&+", "?", tail)).rstrip("?&")
+    else:
+        tail = _SECRET_PARAM_RE.sub(lambda m: f"{m.group(1)}{m.group(2)}=***", tail)
+    return head + authority + tail

@@ -29,6 +29,27 @@ storing something once and reading it often (a content-addressed lock) may pass 
 Whole-codec cost at quality 1 (type walk + msgpack + brotli): a verdict ~0.1-0.2 ms to
 encode and ~0.1-0.25 ms to decode; the snapshot ~6-9 ms each way (msgpack object building
 and the type walk dominate; brotli is ~1-2 ms of it).
+
+The byte cap alone does not bound memory: msgpack spends one byte on an empty map, Python
+64 on the dict and 8 on the list slot that holds it, so 4 MB of msgpack (904 bytes of brotli)
+once cost a worker 880 MiB. Measured with tracemalloc, the worst amplifications are an empty
+map (72x), an empty list (64x), a one-entry map (64x), a two-character string (20x). So
+decoding bounds the object count, not only the bytes:
+
+- Every `msgpack.unpackb` gets explicit per-item limits, sized to real payloads and never
+  above the buffer's length (msgpack presizes lists and dicts from the header's claim):
+  maps of at most 1,024 entries (the widest real map, a lock record, has 15 keys), lists of
+  at most 100,000 items, strings and bytes of at most 1 MiB (the longest real string, a
+  package URL, is ~100 bytes).
+- A payload above 256 KiB of msgpack (worst case ~18 MiB of objects below that) is first
+  walked without building anything, counting objects (at most 500,000) and nesting (the
+  tree's 64 levels plus the envelope). A real 5,000-package lock
+  (`Lock.model_dump(mode="json")` of a conda-lock file) is 1.9 MB of msgpack (421 kB on the
+  wire) and 115,000 objects; a 5,000-finding verdict 1.1 MB (89 kB) and 65,000 objects. The
+  walk costs about 1.5x the unpack (~45 ms for that lock, which a worker decodes once per
+  digest); task bodies and usual verdicts (50 findings: 10 kB) stay below the threshold and
+  never pay it. The 904-byte bomb now fails at its first list header (4 M items). Peak memory
+  of an accepted payload is thus bounded by ~36 MB of objects plus its strings.
 """
 
 from __future__ import annotations
@@ -63,9 +84,8 @@ MAGIC: Final = b"\xb1"
 SCHEMA_VERSION: Final = 1
 #: Default cap on the decoded msgpack size. A 50-finding verdict is ~10 kB and a 1,000-package
 #: snapshot ~370 kB, a 10,000-package lock ~4 MB. Inflating a hostile message costs at most
-#: the cap plus brotli's window (~4 MiB); the Python objects msgpack then builds can still be
-#: larger than the bytes (an empty map is 1 byte, an empty dict ~64), which msgpack cannot
-#: limit by count — one more reason to keep the cap modest.
+#: the cap plus brotli's window (~4 MiB); the Python objects built from it are bounded by
+#: count, not by this cap (see the module docstring).
 DEFAULT_MAX: Final = 16 * 1024 * 1024
 #: See the module docstring for the measurements behind this choice.
 QUALITY: Final = 1
@@ -83,6 +103,13 @@ _COMPRESSION_SLACK = 4096
 # Deep nesting is refused both ways: a realistic verdict is 3-4 levels deep, and msgpack's
 # C unpacker has its own stack limit which would otherwise make encode succeed and decode fail.
 _MAX_DEPTH = 64
+# Limits of the decoder; the module docstring gives the real payloads they were sized to.
+_MAX_MAP_LEN = 1024
+_MAX_ARRAY_LEN = 100_000
+_MAX_STR_LEN = 1024 * 1024
+_MAX_BIN_LEN = 1024 * 1024
+_MAX_OBJECTS = 500_000
+_WALK_ABOVE = 256 * 1024
 
 _SCALARS: Final = (str, int, float, bytes, bool, type(None))
 _SCALAR_TYPES: Final = frozenset(_SCALARS)
@@ -157,19 +184,27 @@ def decode_value(data: bytes | bytearray | memoryview, *, max_size: int = DEFAUL
     return value
 
 
-def register_kombu_serializer() -> None:
+def register_kombu_serializer(*, task_bodies: bool = False) -> None:
     """Make `lockstep` usable as a Celery `task_serializer` / `result_serializer`.
 
     Idempotent. Registered as `binary` so kombu hands the body over as the raw bytes (it
     would otherwise try to decode them as text); the kombu Redis transport delivers bytes.
+    A worker passes `task_bodies=True`: decoding is then bounded to a task body's size and
+    checks its `[args, kwargs, embed]` shape, so a bad body becomes kombu's `DecodeError`
+    (logged and acknowledged by Celery) instead of an "Unrecoverable error" deep in Celery.
     """
     from kombu import serialization
 
+    decode: Callable[[bytes], Any] = decode_value
+    if task_bodies:
+        from worker.task_body import decode_body
+
+        decode = decode_body
     register = cast(Callable[..., None], serialization.register)
     register(
         SERIALIZER_NAME,
         encode_value,
-        decode_value,
+        decode,
         content_type=CONTENT_TYPE,
         content_encoding=CONTENT_ENCODING,
     )
@@ -204,7 +239,9 @@ def _inflate(compressed: memoryview, max_size: int) -> bytearray:
 
 
 def _unpack(packed: bytearray) -> Any:
-    # unpackb derives max_str/bin/array/map lengths from len(packed), which `_inflate` bounds.
+    size = len(packed)
+    if size > _WALK_ABOVE:
+        _walk(packed)
     try:
         return msgpack.unpackb(
             packed,
@@ -212,12 +249,98 @@ def _unpack(packed: bytearray) -> Any:
             strict_map_key=True,
             use_list=True,
             ext_hook=_refuse_ext,
+            max_str_len=min(_MAX_STR_LEN, size),
+            max_bin_len=min(_MAX_BIN_LEN, size),
+            max_array_len=min(_MAX_ARRAY_LEN, size),
+            max_map_len=min(_MAX_MAP_LEN, size // 2),
+            max_ext_len=min(_MAX_BIN_LEN, size),  # refused by ext_hook, Timestamp by the walk
         )
     except CodecError:
         raise
     except Exception as exc:  # msgpack raises many unrelated types on garbage
         detail = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
         raise CodecError(f"corrupt payload: {detail}") from exc
+
+
+# Bytes after the type byte for fixed-size scalars, and width of the length field of
+# str/bin/array/map types (msgpack spec); ext types (0xc7-0xc9, 0xd4-0xd8) are refused.
+_FIXED = {0xCA: 4, 0xCB: 8, 0xCC: 1, 0xCD: 2, 0xCE: 4, 0xCF: 8, 0xD0: 1, 0xD1: 2, 0xD2: 4, 0xD3: 8}
+_SIZED = {0xD9: 1, 0xDA: 2, 0xDB: 4, 0xC4: 1, 0xC5: 2, 0xC6: 4}
+_BIN_TYPES = frozenset({0xC4, 0xC5, 0xC6})
+_ARRAYS = {0xDC: 2, 0xDD: 4}
+_MAPS = {0xDE: 2, 0xDF: 4}
+
+
+def _walk(packed: bytearray) -> int:
+    """Count the objects of one msgpack value without building any; CodecError past a limit.
+
+    Runs before `unpackb` on large payloads because msgpack cannot bound the number of
+    objects it builds, only the length of each. Returns the count (for tests).
+    """
+    data = bytes(packed)
+    end = len(data)
+    pos = 0
+    count = 0
+    pending = [1]  # items still to read at each open level
+    while pending:
+        if pending[-1] == 0:
+            pending.pop()
+            continue
+        pending[-1] -= 1
+        if pos >= end:
+            raise CodecError("corrupt payload: msgpack data ends inside a value")
+        tag = data[pos]
+        pos += 1
+        count += 1
+        items = 0
+        if tag <= 0x7F or tag >= 0xE0 or 0xC0 <= tag <= 0xC3:
+            if tag == 0xC1:
+                raise CodecError("corrupt payload: msgpack type byte 0xc1 is never used")
+            continue
+        if 0xA0 <= tag <= 0xBF:
+            pos += tag & 0x1F
+        elif tag <= 0x8F:
+            items = (tag & 0x0F) * 2
+        elif tag <= 0x9F:
+            items = tag & 0x0F
+        elif tag in _FIXED:
+            pos += _FIXED[tag]
+            continue
+        elif tag in _SIZED:
+            width = _SIZED[tag]
+            length = int.from_bytes(data[pos : pos + width], "big")
+            limit = _MAX_BIN_LEN if tag in _BIN_TYPES else _MAX_STR_LEN
+            if length > limit:
+                raise CodecError(f"corrupt payload: a string of {length} bytes exceeds {limit}")
+            pos += width + length
+        elif tag in _ARRAYS:
+            width = _ARRAYS[tag]
+            items = int.from_bytes(data[pos : pos + width], "big")
+            pos += width
+            if items > _MAX_ARRAY_LEN:
+                raise CodecError(
+                    f"corrupt payload: a list of {items} items exceeds {_MAX_ARRAY_LEN}"
+                )
+        elif tag in _MAPS:
+            width = _MAPS[tag]
+            entries = int.from_bytes(data[pos : pos + width], "big")
+            pos += width
+            if entries > _MAX_MAP_LEN:
+                raise CodecError(
+                    f"corrupt payload: a map of {entries} entries exceeds {_MAX_MAP_LEN}"
+                )
+            items = entries * 2
+        else:
+            raise CodecError(f"msgpack ext type byte 0x{tag:02x} is not allowed")
+        if items:
+            if count + items > _MAX_OBJECTS:
+                raise CodecError(f"payload holds more than {_MAX_OBJECTS} objects")
+            if len(pending) > _MAX_DEPTH + 1:
+                raise CodecError(f"payload is nested deeper than {_MAX_DEPTH} levels")
+            pending.append(items)
+    if pos != end:
+        raise CodecError("corrupt payload: bytes left after the msgpack value")
+    return count
 
 
 def _refuse_ext(code: int, data: bytes) -> Any:

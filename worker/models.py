@@ -160,3 +160,6 @@ class HostReport(Model):
     last_seen: float | None = None
     duration_ms: float | None = None
     lockstep_version: str | None = None
+    # the worker process that answered (its registry entry's `instance`): a verdict from a
+    # stale process that shared the host name is recognised and set aside
+    instance: str | None = None

@@ -46,6 +46,8 @@ def load_lock(
     if fmt is not None and fmt not in FORMATS:
         raise LockError(path, None, f"unknown lock format {fmt!r}; use one of {', '.join(FORMATS)}")
     text = read_text(path)
+    if fmt is not None:
+        _refuse_foreign(path, text, fmt)
     loader = loader_for(fmt) if fmt is not None else detect(path, text)
     if platform is None:
         import rattler
@@ -75,10 +77,9 @@ def read_text(path: Path) -> str:
 
 
 def detect(path: Path, text: str) -> LockLoader:
-    head = signatures.head(text)
-    for fmt, sniff in signatures.SNIFFERS:
-        if sniff(head):
-            return loader_for(fmt)
+    found = _detected(text)
+    if found is not None:
+        return loader_for(found)
     hinted = _hinted_format(path)
     if hinted is not None:
         return loader_for(hinted)
@@ -112,6 +113,36 @@ def loader_for(fmt: str) -> LockLoader:
 
         return EnvironmentYmlLoader()
     raise ValueError(f"not a lock format: {fmt!r}")
+
+
+# An environment file may be forced either way: `golden` on a pinned spec file is how it
+# becomes a full lock, `environment-yml` on an export reads it as constraints.
+_INTERCHANGEABLE = frozenset({"golden", "environment-yml"})
+
+
+def _detected(text: str) -> str | None:
+    found = signatures.sniff(signatures.head(text))
+    if found == "environment-yml" and signatures.env_export(text):
+        return "golden"  # an export whose `prefix:` key lies past the head
+    return found
+
+
+def _refuse_foreign(path: Path, text: str, fmt: str) -> None:
+    """A forced format is refused when the content carries another format's signature.
+
+    Reading a conda-lock file as pixi (or the reverse) would relabel whatever the other
+    loader makes of it, or report its errors against the wrong format.
+    """
+    found = _detected(text)
+    if found is None or found == fmt:
+        return
+    if {found, fmt} <= _INTERCHANGEABLE and signatures.environment_yml(signatures.head(text)):
+        return
+    raise LockError(
+        path,
+        1,
+        f"this is a {found} file, not {fmt}: pass --lock-format {found} or leave the format out",
+    )
 
 
 def _hinted_format(path: Path) -> str | None:

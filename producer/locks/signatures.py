@@ -25,6 +25,9 @@ _CONDA_LOCK_VERSION_KEY = re.compile(r"^version:[ \t]*['\"]?1['\"]?[ \t]*(?:#.*)
 _CONDA_LOCK_METADATA_KEY = re.compile(r"^metadata:", re.MULTILINE)
 _BARE_DEPENDENCIES_KEY = re.compile(r"^dependencies[ \t]*:[ \t]*(?:#.*)?$", re.MULTILINE)
 _DEPENDENCIES_KEY = re.compile(r"^dependencies[ \t]*:", re.MULTILINE)
+_PREFIX_KEY = re.compile(r"^prefix[ \t]*:", re.MULTILINE)
+# `conda env export` writes `prefix:` last; this much of the end of the file is looked at.
+TAIL_LIMIT = 4096
 
 
 def head(text: str) -> str:
@@ -56,17 +59,40 @@ def conda_lock(head: str) -> bool:
 
 
 def golden(head: str) -> bool:
-    """`conda list --json`, `conda env export` with every package pinned, `conda list --export`."""
+    """`conda list --json`, `conda env export` (see `env_export`), `conda list --export`."""
     first = head.lstrip()[:1]
     if first == "[":
         return True
     if first == "{":
         return '"packages"' in head
     if _BARE_DEPENDENCIES_KEY.search(head):
-        return _all_pinned(head)
+        return env_export(head)
     # A stray bad line must not hide the format: its error should name that line.
     lines = [s for s in (line.strip() for line in head.splitlines()) if s and s[0] != "#"]
     return any(is_triple(line) for line in lines) and not any("://" in s for s in lines)
+
+
+def env_export(text: str) -> bool:
+    """An environment file that `conda env export` wrote, so a full list of what was installed.
+
+    Pinning every dependency as `name=version=build` does not make a file an export: people
+    write such spec files by hand, and `conda compare` reads them as constraints. The export
+    also carries conda's `prefix:` key (written last, hence the look at the tail); without
+    it, only `--lock-format golden` turns the file into a full lock.
+    """
+    if not _all_pinned(head(text)):
+        return False
+    return _PREFIX_KEY.search(head(text)) is not None or (
+        len(text) > HEAD_LIMIT and _PREFIX_KEY.search(text[-TAIL_LIMIT:]) is not None
+    )
+
+
+def sniff(head: str) -> str | None:
+    """The first format whose signature `head` carries, or None."""
+    for fmt, test in SNIFFERS:
+        if test(head):
+            return fmt
+    return None
 
 
 def environment_yml(head: str) -> bool:

@@ -12,7 +12,7 @@ from collections import defaultdict
 
 from pydantic import ConfigDict, Field
 
-from producer.exit_codes import EXIT_DRIFT, EXIT_OK, EXIT_UNVERIFIED
+from producer.outcome import exit_code_for_hosts
 from worker.models import FindingKind, HostReport, Lock, Model, Status
 
 SCHEMA = "lockstep.report/1"
@@ -60,6 +60,8 @@ class Report(Model):
     hosts: list[HostReport]
     matrix: list[MatrixRow]
     exit_code: int
+    # Why the audit could not finish (e.g. "broker lost for 40 s"): exit 4 unless drift was found.
+    infrastructure_error: str | None = None
 
     model_config = ConfigDict(defer_build=True, populate_by_name=True)
 
@@ -76,17 +78,14 @@ def lock_info(lock: Lock, digest: str | None = None) -> LockInfo:
     )
 
 
-def exit_code_for(hosts: list[HostReport]) -> int:
-    """DESIGN's contract: drift beats unverified, because drift is certain and actionable."""
-    statuses = {h.status for h in hosts}
-    if Status.DRIFT in statuses:
-        return EXIT_DRIFT
-    if statuses & {Status.ERROR, Status.UNREACHABLE} or not hosts:
-        return EXIT_UNVERIFIED
-    return EXIT_OK
+def exit_code_for(hosts: list[HostReport], infrastructure_error: str | None = None) -> int:
+    """Kept for callers; the rule itself lives in producer.outcome, the one place for it."""
+    return exit_code_for_hosts(hosts, infrastructure_error)
 
 
-def build_report(lock: LockInfo | None, hosts: list[HostReport]) -> Report:
+def build_report(
+    lock: LockInfo | None, hosts: list[HostReport], *, infrastructure_error: str | None = None
+) -> Report:
     ordered = sorted(hosts, key=lambda h: (h.host, h.environment or ""))
     rows: dict[tuple[str, str], dict[str, Variant]] = defaultdict(dict)
     expected: dict[tuple[str, str], str | None] = {}
@@ -125,5 +124,6 @@ def build_report(lock: LockInfo | None, hosts: list[HostReport]) -> Report:
         summary=summary,
         hosts=ordered,
         matrix=matrix,
-        exit_code=exit_code_for(ordered),
+        exit_code=exit_code_for_hosts(ordered, infrastructure_error),
+        infrastructure_error=infrastructure_error,
     )

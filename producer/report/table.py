@@ -3,6 +3,11 @@
 One host: its findings grouped by kind, because that is what a person fixes. Several
 hosts: statuses first (problems on top; OK hosts folded into a count past a screenful),
 then the package matrix, because across a fleet the question is "who has what".
+
+Nearly every string here comes from outside (prefix paths, environment and host names,
+package names, error messages), and rich would read `[prod]` or `envs/x[/y]` as markup:
+dropped silently, or a crash on a stray closing tag. So the console parses no markup at
+all and styles are applied with `Text` objects only.
 """
 
 from __future__ import annotations
@@ -41,7 +46,13 @@ DISPLAY_ORDER = (
 def render(report: Report, *, color: bool = False, width: int = 120) -> str:
     buf = io.StringIO()
     console = Console(
-        file=buf, force_terminal=color, no_color=not color, width=width, highlight=False
+        file=buf,
+        force_terminal=color,
+        no_color=not color,
+        width=width,
+        highlight=False,
+        markup=False,
+        emoji=False,
     )
     _header(console, report)
     if len(report.hosts) == 1:
@@ -58,8 +69,11 @@ def _header(console: Console, report: Report) -> None:
         lk = report.lock
         env = f", environment {lk.environment}" if lk.environment else ""
         console.print(
-            f"[bold]lock[/] {lk.source}  [dim]({lk.format}, {lk.kind}, {lk.platform}{env}, "
-            f"{lk.packages} packages)[/]"
+            Text.assemble(
+                ("lock", "bold"),
+                f" {lk.source}  ",
+                (f"({lk.format}, {lk.kind}, {lk.platform}{env}, {lk.packages} packages)", "dim"),
+            )
         )
 
 
@@ -69,9 +83,9 @@ def _single_host(console: Console, host: HostReport) -> None:
         where += f" [{host.environment}]"
     if host.prefix:
         where += f"  {host.prefix}"
-    console.print(f"[bold]host[/] {where}")
+    console.print(Text.assemble(("host", "bold"), f" {where}"))
     for warning in host.warnings:
-        console.print(f"[yellow]warning:[/] {warning}", soft_wrap=True)
+        console.print(Text.assemble(("warning:", "yellow"), f" {warning}"), soft_wrap=True)
     if host.status is Status.ERROR or host.status is Status.UNREACHABLE:
         console.print(
             Text.assemble((host.status.value, STATUS_STYLE[host.status]), f": {host.error}")
