@@ -674,15 +674,18 @@ def _host_platform() -> str:
     "--forget",
     multiple=True,
     metavar="NAME",
-    help="Remove a decommissioned host from the registry (repeatable); its queue is dropped too.",
+    help="Remove a decommissioned host from the registry (repeatable); its queue and dead "
+    "letters are dropped too.",
 )
 def hosts(broker: str, master_name: str | None, fmt: str, forget: tuple[str, ...]) -> None:
-    """List registered workers: platform, environments, version, last seen.
+    """List registered workers: platform, environments, version, last seen, instance,
+    and how many messages each one refused (see `lockstep dead-letters`).
 
     A host that is gone for good stays listed (and `--all` keeps targeting it, as
     UNREACHABLE) until it is forgotten with `--forget NAME`.
     """
-    from producer.fleet_cli import forget_hosts, hosts_table, parse_broker
+    from producer.fleet_cli import parse_broker
+    from producer.hosts_cmd import forget_hosts, hosts_table
     from worker.broker import BrokerError
 
     url = parse_broker(broker, master_name)
@@ -691,6 +694,35 @@ def hosts(broker: str, master_name: str | None, fmt: str, forget: tuple[str, ...
             for name in forget_hosts(url, forget):
                 click.echo(f"lockstep: forgot {name}", err=True)
         click.echo(hosts_table(url, fmt), nl=False)
+    except BrokerError as exc:
+        fail(str(exc), EXIT_INFRA)
+
+
+@main.command("dead-letters")
+@broker_options(required=True)
+@click.option(
+    "--host", "host_names", multiple=True, metavar="NAME", help="Only this host (repeatable)."
+)
+@click.option(
+    "--format", "fmt", type=click.Choice(["table", "json"]), default="table", show_default=True
+)
+@click.option("--clear", is_flag=True, help="Delete the listed dead letters after showing them.")
+def dead_letters_cmd(
+    broker: str, master_name: str | None, host_names: tuple[str, ...], fmt: str, clear: bool
+) -> None:
+    """Show the messages workers refused: why, when, which audit, and their first bytes.
+
+    A worker acknowledges a message it cannot read (not JSON, the wrong shape, an unknown
+    task, a missing or bad signature), keeps it here (bounded: the newest 1,000 per host)
+    and keeps serving; the audit it belonged to, when readable, gets an ERROR verdict.
+    """
+    from producer.fleet_cli import parse_broker
+    from producer.hosts_cmd import dead_letters
+    from worker.broker import BrokerError
+
+    url = parse_broker(broker, master_name)
+    try:
+        click.echo(dead_letters(url, host_names, fmt, clear), nl=False)
     except BrokerError as exc:
         fail(str(exc), EXIT_INFRA)
 

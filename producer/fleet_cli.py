@@ -6,7 +6,6 @@ Kept apart from `producer.cli` so that a local check never imports Celery or red
 from __future__ import annotations
 
 import sys
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -190,56 +189,3 @@ def run_fleet_check(req: FleetRequest) -> Report:
         click.echo(f"lockstep: warning: {outcome.infrastructure_error}", err=True)
     return build_report(info, outcome.reports, infrastructure_error=outcome.infrastructure_error)
 
-
-def forget_hosts(broker: BrokerURL, names: tuple[str, ...]) -> list[str]:
-    """Drop registry entries and pending messages of hosts that will never come back."""
-    from producer import known_hosts
-    from worker.registry import forget, host_key, queue_name
-
-    broker.ping()
-    client = broker.client()
-    remembered = known_hosts.known_hosts(client)
-    forgotten = []
-    for name in names:
-        if client.exists(host_key(name)) or client.exists(queue_name(name)) or name in remembered:
-            forget(client, name)
-            client.delete(queue_name(name))
-            forgotten.append(name)
-        else:
-            click.echo(f"lockstep: warning: no host {name!r} is registered", err=True)
-    known_hosts.forget(client, forgotten)
-    return forgotten
-
-
-def hosts_table(broker: BrokerURL, fmt: str) -> str:
-    from worker.registry import all_hosts
-
-    broker.ping()
-    infos = all_hosts(broker.client())
-    if fmt == "json":
-        import json
-
-        return json.dumps([i.model_dump(mode="json") for i in infos], indent=2) + "\n"
-    import io
-
-    from rich.console import Console
-    from rich.table import Table
-
-    table = Table(title=f"{len(infos)} registered host(s)", title_justify="left")
-    for column in ("host", "platform", "environments", "default", "version", "last seen", "state"):
-        table.add_column(column, overflow="fold")
-    now = time.time()
-    for i in infos:
-        envs = ", ".join(f"{n}={p}" for n, p in i.environments.items())
-        table.add_row(
-            i.host,
-            i.platform,
-            envs,
-            i.default_environment or "",
-            i.lockstep_version,
-            f"{max(0, now - i.last_seen):.0f} s ago",
-            i.state,
-        )
-    buf = io.StringIO()
-    Console(file=buf, width=140, no_color=not sys.stdout.isatty()).print(table)
-    return buf.getvalue()

@@ -19,6 +19,24 @@ from tests.support.condafactory import (
 )
 from tests.support.redis_server import clean_client, start_redis_server
 
+
+@pytest.fixture(scope="session", autouse=True)
+def private_state_dir(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    """The producer's known-hosts record goes to a folder of this test session, never $HOME."""
+    import os
+
+    path = tmp_path_factory.mktemp("lockstep-state")
+    old = os.environ.get("LOCKSTEP_STATE_DIR")
+    os.environ["LOCKSTEP_STATE_DIR"] = str(path)
+    try:
+        yield path
+    finally:
+        if old is None:
+            os.environ.pop("LOCKSTEP_STATE_DIR", None)
+        else:
+            os.environ["LOCKSTEP_STATE_DIR"] = old
+
+
 # --------------------------------------------------------------- conda channels and prefixes
 # Channels are built once per session (~0.2 s each); prefixes are installed per test with
 # rattler (~0.07 s for the clean env), so every test gets a real, private prefix.

@@ -14,6 +14,7 @@ from producer.demo import start_worker, stop_workers, wait_registered
 from producer.embedded_redis import EmbeddedRedis
 from tests.support import condafactory as cf
 from worker.broker import BrokerURL
+from worker.deadletter import deadletter_key
 from worker.registry import queue_name
 
 
@@ -79,5 +80,7 @@ def test_worker_refuses_pickle_and_json_messages(lone_worker) -> None:  # type: 
     assert proc.poll() is None, "the worker must survive hostile messages"
     assert not Path("/tmp/pwned").exists()
     text = log.read_text(errors="replace")
-    assert "ContentDisallowed" in text or "Refusing to deserialize" in text, text[-2000:]
+    assert "is not lockstep's" in text, text[-2000:]  # refused before Celery decodes anything
+    reasons = [json.loads(item)["reason"] for item in client.lrange(deadletter_key("lone"), 0, -1)]
+    assert len(reasons) == 2 and all("is not lockstep's" in r for r in reasons), reasons
     assert not client.keys("lockstep:audit:*")
