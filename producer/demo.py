@@ -75,7 +75,9 @@ def _installed_examples() -> Path | None:
 
     try:
         lock = resources.files(EXAMPLES_PACKAGE).joinpath("conda-lock.yml")
-    except (ModuleNotFoundError, TypeError, ValueError):
+    except (ModuleNotFoundError, TypeError, ValueError, OSError):
+        # an editable install maps the package onto the checkout as a namespace
+        # (MultiplexedPath), which refuses joinpath: the checkout is found next anyway
         return None
     # Workers need real paths; an install from a zip would have none, and is skipped.
     return lock.parent if isinstance(lock, Path) else None

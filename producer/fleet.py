@@ -502,17 +502,8 @@ def _unreachable(
         why += "; never registered: no worker has ever registered under this name"
     else:
         ago = max(0.0, time.time() - info.last_seen)
-        why += f"; last seen {_ago(ago)} ago" + (
+        why += f"; last seen {known_hosts.ago(ago)} ago" + (
             " (worker stopped)" if info.state == "stopped" else ""
         )
     return _unverified(target, info, Status.UNREACHABLE, why)
 
-
-def _ago(seconds: float) -> str:
-    if seconds < 120:
-        return f"{seconds:.0f} s"
-    if seconds < 7200:
-        return f"{seconds / 60:.0f} min"
-    if seconds < 172800:
-        return f"{seconds / 3600:.0f} h"
-    return f"{seconds / 86400:.0f} days"

@@ -137,13 +137,17 @@ def forget(
 
 def describe_last_seen(when: float, now: float | None = None) -> str:
     """`3 min ago` style, for a host known from earlier audits."""
-    seconds = max(0.0, (time.time() if now is None else now) - when)
     if when <= 0:
         return "at an unknown time"
+    return ago(max(0.0, (time.time() if now is None else now) - when)) + " ago"
+
+
+def ago(seconds: float) -> str:
+    """A duration as an operator reads it: `42 s`, `3 min`, `5 h`, `2 days`."""
     if seconds < 120:
-        return f"{seconds:.0f} s ago"
+        return f"{seconds:.0f} s"
     if seconds < 7200:
-        return f"{seconds / 60:.0f} min ago"
+        return f"{seconds / 60:.0f} min"
     if seconds < 172800:
-        return f"{seconds / 3600:.0f} h ago"
-    return f"{seconds / 86400:.0f} days ago"
+        return f"{seconds / 3600:.0f} h"
+    return f"{seconds / 86400:.0f} days"
